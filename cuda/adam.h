@@ -1,0 +1,23 @@
+// Per-element AdamW math, written once for the CPU reference and the kernels.
+#pragma once
+#include <cmath>
+#include "cuda/common.h"
+
+namespace gt {
+
+struct AdamParams {
+  float beta1, beta2, eps;
+  float step_size;   // lr * sqrt(1 - beta2^t) / (1 - beta1^t)  (bias correction folded in)
+};
+
+// Updates the raw moments m, v with gradient g and returns the normalized
+// update m / (sqrt(v) + eps') where eps' = eps * sqrt(1 - beta2^t) folded into
+// step_size form: the caller multiplies by step_size. This matches
+// torch.optim.AdamW and GaLore's AdamW: p -= step_size * m / (sqrt(v) + eps).
+GT_HD float adam_moments_update(float g, float* m, float* v, float beta1, float beta2, float eps) {
+  *m = beta1 * *m + (1.0f - beta1) * g;
+  *v = beta2 * *v + (1.0f - beta2) * g * g;
+  return *m / (sqrtf(*v) + eps);
+}
+
+}  // namespace gt

@@ -1,0 +1,236 @@
+#include "core/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/fs_util.h"
+
+namespace gt {
+
+namespace {
+struct DTypeInfo { StDType t; const char* name; size_t size; };
+constexpr DTypeInfo kDTypes[] = {
+    {StDType::F64, "F64", 8}, {StDType::F32, "F32", 4}, {StDType::F16, "F16", 2},
+    {StDType::BF16, "BF16", 2}, {StDType::I64, "I64", 8}, {StDType::I32, "I32", 4},
+    {StDType::I16, "I16", 2}, {StDType::I8, "I8", 1}, {StDType::U8, "U8", 1},
+    {StDType::BOOL, "BOOL", 1}};
+
+bool parse_dtype(const std::string& s, StDType* out) {
+  for (auto& d : kDTypes)
+    if (s == d.name) { *out = d.t; return true; }
+  return false;
+}
+
+float f16_to_f32(uint16_t h) {
+  uint32_t sign = uint32_t(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+  uint32_t bits;
+  if (exp == 0) {
+    if (mant == 0) bits = sign;
+    else {  // subnormal
+      exp = 127 - 15 + 1;
+      while (!(mant & 0x400)) { mant <<= 1; --exp; }
+      mant &= 0x3ff;
+      bits = sign | (exp << 23) | (mant << 13);
+    }
+  } else if (exp == 31) bits = sign | 0x7f800000 | (mant << 13);
+  else bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+template <typename Out>
+std::vector<Out> convert(const StTensor& t) {
+  const int64_t n = t.numel();
+  std::vector<Out> out; out.resize(size_t(n));
+  auto load = [&](auto tag) {
+    using T = decltype(tag);
+    for (int64_t i = 0; i < n; ++i) {
+      T v;
+      std::memcpy(&v, t.data + i * sizeof(T), sizeof(T));
+      out[size_t(i)] = Out(v);
+    }
+  };
+  switch (t.dtype) {
+    case StDType::F64: load(double{}); break;
+    case StDType::F32: load(float{}); break;
+    case StDType::I64: load(int64_t{}); break;
+    case StDType::I32: load(int32_t{}); break;
+    case StDType::I16: load(int16_t{}); break;
+    case StDType::I8: load(int8_t{}); break;
+    case StDType::U8: case StDType::BOOL: load(uint8_t{}); break;
+    case StDType::BF16: case StDType::F16:
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, t.data + i * 2, 2);
+        out[size_t(i)] = Out(t.dtype == StDType::BF16 ? bf16_to_f32(h) : f16_to_f32(h));
+      }
+      break;
+  }
+  return out;
+}
+}  // namespace
+
+const char* st_dtype_name(StDType t) {
+  for (auto& d : kDTypes) if (d.t == t) return d.name;
+  return "?";
+}
+size_t st_dtype_size(StDType t) {
+  for (auto& d : kDTypes) if (d.t == t) return d.size;
+  return 0;
+}
+
+float bf16_to_f32(uint16_t h) {
+  uint32_t bits = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+uint16_t f32_to_bf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  if ((bits & 0x7fffffff) > 0x7f800000) return uint16_t((bits >> 16) | 0x40);  // quiet NaN
+  bits += 0x7fff + ((bits >> 16) & 1);
+  return uint16_t(bits >> 16);
+}
+
+int64_t StTensor::numel() const {
+  int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+std::vector<float> StTensor::to_f32() const { return convert<float>(*this); }
+std::vector<double> StTensor::to_f64() const { return convert<double>(*this); }
+std::vector<int32_t> StTensor::to_i32() const { return convert<int32_t>(*this); }
+
+SafetensorsFile SafetensorsFile::open(const std::string& path) {
+  SafetensorsFile f;
+  f.path_ = path;
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) fail("cannot open {}: {}", path, std::strerror(errno));
+  struct stat st {};
+  ::fstat(fd, &st);
+  f.map_size_ = size_t(st.st_size);
+  if (f.map_size_ < 8) {
+    ::close(fd);
+    fail("{}: not a safetensors file ({} bytes, need at least an 8-byte header length)", path, f.map_size_);
+  }
+  f.map_ = ::mmap(nullptr, f.map_size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (f.map_ == MAP_FAILED) { f.map_ = nullptr; fail("cannot mmap {}: {}", path, std::strerror(errno)); }
+  const auto* base = static_cast<const uint8_t*>(f.map_);
+  uint64_t hlen;
+  std::memcpy(&hlen, base, 8);
+  if (hlen > f.map_size_ - 8)
+    fail("{}: header length {} exceeds file size {} (truncated or not safetensors)", path, hlen, f.map_size_);
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(base + 8), hlen));
+  } catch (const std::exception& e) {
+    fail("{}: header is not valid JSON ({})", path, e.what());
+  }
+  if (!header.is_object()) fail("{}: header is not a JSON object", path);
+  const uint8_t* data = base + 8 + hlen;
+  const size_t data_size = f.map_size_ - 8 - hlen;
+  for (auto& [name, v] : header.items()) {
+    if (name == "__metadata__") {
+      if (v.is_object())
+        for (auto& [k, mv] : v.items()) f.metadata_[k] = mv.is_string() ? mv.get<std::string>() : mv.dump();
+      continue;
+    }
+    StTensor t;
+    t.name = name;
+    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
+      fail("{}: tensor '{}' lacks dtype/shape/data_offsets", path, name);
+    if (!parse_dtype(v["dtype"].get<std::string>(), &t.dtype))
+      fail("{}: tensor '{}' has unsupported dtype {}", path, name, v["dtype"].dump());
+    t.shape = v["shape"].get<std::vector<int64_t>>();
+    auto off = v["data_offsets"].get<std::vector<uint64_t>>();
+    if (off.size() != 2 || off[0] > off[1] || off[1] > data_size)
+      fail("{}: tensor '{}' has data_offsets {} outside the {} data bytes (truncated file?)", path, name,
+           v["data_offsets"].dump(), data_size);
+    t.nbytes = off[1] - off[0];
+    if (t.nbytes != size_t(t.numel()) * st_dtype_size(t.dtype))
+      fail("{}: tensor '{}' has {} bytes but shape {} needs {}", path, name, t.nbytes, v["shape"].dump(),
+           size_t(t.numel()) * st_dtype_size(t.dtype));
+    t.data = data + off[0];
+    f.index_.emplace(name, std::move(t));
+  }
+  return f;
+}
+
+SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept { *this = std::move(o); }
+SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
+  if (this != &o) {
+    if (map_) ::munmap(map_, map_size_);
+    path_ = std::move(o.path_);
+    map_ = o.map_;
+    map_size_ = o.map_size_;
+    index_ = std::move(o.index_);
+    metadata_ = std::move(o.metadata_);
+    o.map_ = nullptr;
+    o.map_size_ = 0;
+  }
+  return *this;
+}
+SafetensorsFile::~SafetensorsFile() {
+  if (map_) ::munmap(map_, map_size_);
+}
+
+const StTensor& SafetensorsFile::get(const std::string& name) const {
+  auto it = index_.find(name);
+  if (it == index_.end()) fail("{}: tensor '{}' not found", path_, name);
+  return it->second;
+}
+
+std::vector<std::string> SafetensorsFile::names() const {
+  std::vector<std::string> out;
+  for (auto& [k, v] : index_) out.push_back(k);
+  return out;
+}
+
+void SafetensorsWriter::add(const std::string& name, StDType dtype, std::vector<int64_t> shape,
+                            const void* data, size_t nbytes) {
+  int64_t n = 1;
+  for (auto d : shape) n *= d;
+  GT_ASSERT(size_t(n) * st_dtype_size(dtype) == nbytes);
+  Entry e{dtype, std::move(shape), {}};
+  e.bytes.assign(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + nbytes);
+  entries_[name] = std::move(e);
+}
+
+void SafetensorsWriter::add_f32(const std::string& name, std::vector<int64_t> shape, const float* data) {
+  int64_t n = 1;
+  for (auto d : shape) n *= d;
+  add(name, StDType::F32, std::move(shape), data, size_t(n) * 4);
+}
+
+void SafetensorsWriter::write(const std::string& path) const {
+  nlohmann::ordered_json header;
+  if (!metadata_.empty()) header["__metadata__"] = metadata_;
+  uint64_t offset = 0;
+  for (auto& [name, e] : entries_) {
+    header[name] = {{"dtype", st_dtype_name(e.dtype)}, {"shape", e.shape},
+                    {"data_offsets", {offset, offset + e.bytes.size()}}};
+    offset += e.bytes.size();
+  }
+  std::string h = header.dump();
+  while ((h.size() + 8) % 8) h.push_back(' ');  // align data to 8 bytes, as HF does
+  std::string out;
+  out.reserve(8 + h.size() + offset);
+  uint64_t hlen = h.size();
+  out.append(reinterpret_cast<const char*>(&hlen), 8);
+  out.append(h);
+  for (auto& [name, e] : entries_) out.append(reinterpret_cast<const char*>(e.bytes.data()), e.bytes.size());
+  write_file_atomic(path, out);
+}
+
+}  // namespace gt

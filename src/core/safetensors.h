@@ -1,0 +1,76 @@
+// Reading and writing the safetensors format (Hugging Face): an 8-byte
+// little-endian header length, a JSON header {name: {dtype, shape,
+// data_offsets}, "__metadata__": {...}}, then the raw tensor bytes.
+// Used for HF import/export, parity fixtures and checkpoints.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace gt {
+
+enum class StDType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
+const char* st_dtype_name(StDType t);
+size_t st_dtype_size(StDType t);
+
+struct StTensor {
+  std::string name;
+  StDType dtype;
+  std::vector<int64_t> shape;
+  const uint8_t* data = nullptr;  // points into the mapped file
+  size_t nbytes = 0;
+
+  int64_t numel() const;
+  // Converted copies (any float/int dtype).
+  std::vector<float> to_f32() const;
+  std::vector<double> to_f64() const;
+  std::vector<int32_t> to_i32() const;
+};
+
+// A read-only, memory-mapped safetensors file. Every malformed header is a
+// gt::Error that names the file.
+class SafetensorsFile {
+ public:
+  static SafetensorsFile open(const std::string& path);
+  SafetensorsFile(SafetensorsFile&&) noexcept;
+  SafetensorsFile& operator=(SafetensorsFile&&) noexcept;
+  ~SafetensorsFile();
+
+  bool has(const std::string& name) const { return index_.count(name) != 0; }
+  const StTensor& get(const std::string& name) const;  // error names file+tensor
+  std::vector<std::string> names() const;             // sorted
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  SafetensorsFile() = default;
+  std::string path_;
+  void* map_ = nullptr;
+  size_t map_size_ = 0;
+  std::map<std::string, StTensor> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// Collects tensors (copies their bytes) and writes them atomically:
+// <path>.tmp, fsync, rename. Tensors are written in name order.
+class SafetensorsWriter {
+ public:
+  void add(const std::string& name, StDType dtype, std::vector<int64_t> shape,
+           const void* data, size_t nbytes);
+  void add_f32(const std::string& name, std::vector<int64_t> shape, const float* data);
+  void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
+  void write(const std::string& path) const;
+
+ private:
+  struct Entry { StDType dtype; std::vector<int64_t> shape; std::vector<uint8_t> bytes; };
+  std::map<std::string, Entry> entries_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// bf16 <-> fp32 on the host (round to nearest even; NaN stays NaN).
+float bf16_to_f32(uint16_t h);
+uint16_t f32_to_bf16(float f);
+
+}  // namespace gt

@@ -1,0 +1,68 @@
+// The optimizer layer. The trainer hands it one weight's gradient at a time
+// (per-weight step: gradient -> optional communication -> update), so it works
+// both with per-layer updates inside backward and with a full-gradient step.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace gt {
+
+class Backend;
+struct OptimizerConfig;
+class SafetensorsWriter;
+class SafetensorsFile;
+
+enum class ParamKind { Embedding, Norm, Linear, LmHead };
+
+struct ParamInfo {
+  std::string name;   // Hugging Face name, e.g. model.layers.0.self_attn.q_proj.weight
+  ParamKind kind;
+  int64_t rows;       // out_features (or numel for 1-D)
+  int64_t cols;       // in_features (1 for 1-D)
+  bool galore;        // a GaLore target (Linear and matched by optimizer.galore.targets)
+  int64_t numel() const { return rows * cols; }
+};
+
+struct StepInfo {
+  int64_t step;        // optimizer step about to be taken, counted from 0
+  double lr;           // learning rate for this step (schedule applied)
+  double clip_scale;   // multiply the (accumulated) gradient by this before use (1 = no clip)
+  double clip_norm;    // per_tensor clip mode: clip each tensor's gradient to this norm (0 = off)
+  int micro;           // micro-batch index within the step
+  int n_micro;         // micro-batches per step
+  bool last_micro() const { return micro == n_micro - 1; }
+};
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  // Consume micro-batch `s.micro`'s gradient of parameter `index` (already
+  // scaled by 1/n_micro). Accumulates internally when n_micro > 1 and updates
+  // `weight` on the last micro-batch. `grad` is scratch: it may be overwritten.
+  virtual void on_grad(int index, const Tensor& weight, const Tensor& grad, const StepInfo& s) = 0;
+  // Sum of squares of the gradients used by updates since the last call
+  // (before clipping; for GaLore targets the projected gradient). Resets it.
+  virtual double take_grad_sq_norm() = 0;
+  // Number of non-finite gradient elements seen since the last call. Resets it.
+  virtual int64_t take_nonfinite_count() { return 0; }
+  // Checkpoint state: every tensor and counter needed for an exact resume.
+  virtual void save_state(SafetensorsWriter& out) const = 0;
+  virtual void load_state(const SafetensorsFile& in) = 0;
+  // Bytes of optimizer state actually held (for the memory table).
+  virtual size_t state_bytes() const = 0;
+  virtual std::string name() const = 0;
+};
+
+// Builds the optimizer named by cfg.name for these parameters.
+std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& cfg, const std::vector<ParamInfo>& params,
+                                          Backend& backend);
+
+// Learning rate at optimizer step `step` (0-based) of `max_steps`.
+struct ScheduleConfig;
+double lr_at(const ScheduleConfig& sched, double base_lr, int64_t step, int64_t max_steps);
+
+}  // namespace gt
