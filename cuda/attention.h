@@ -13,3 +13,25 @@ void attention_forward_cpu(float* out, float* lse, const float* q, const float* 
 void attention_backward_cpu(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                             const float* v, const float* out, const float* lse, int B, int T, int NH, int NKV, int D);
 }  // namespace gt
+
+#ifdef GALORE_WITH_CUDA
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+namespace gt {
+// ---- CUDA (cuda/attention.cu): flash-style, fp32 math on bf16 tensors ----
+// Head dims supported: 16, 32, 64, 96, 128 (others fail with a message).
+bool attention_cuda_supports_head_dim(int D);
+// q[B,T,NH,D], k/v[B,T,NKV,D] -> out[B,T,NH,D] (bf16), lse[B,NH,T] (fp32)
+void attention_forward_cuda(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
+                            const __nv_bfloat16* v, int B, int T, int NH, int NKV, int D, cudaStream_t stream);
+// Bytes of workspace for attention_backward_cuda (rowsum(dout*out), fp32 [B,NH,T]).
+size_t attention_backward_cuda_workspace(int B, int T, int NH);
+// dq[B,T,NH,D], dk/dv[B,T,NKV,D] overwritten. Deterministic: dk/dv by one
+// block per (b, kv head, key tile) looping over queries in a fixed order, dq by
+// one block per (b, head, query tile) looping over keys; no atomics.
+void attention_backward_cuda(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv, const __nv_bfloat16* dout,
+                             const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
+                             const __nv_bfloat16* out, const float* lse, int B, int T, int NH, int NKV, int D,
+                             void* workspace, size_t workspace_bytes, cudaStream_t stream);
+}  // namespace gt
+#endif  // GALORE_WITH_CUDA

@@ -12,3 +12,40 @@ void matmul_forward_cpu(float* out, const float* inp, const float* weight, int N
 void matmul_backward_cpu(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                          int N, int C, int OC, bool accumulate_dinp, bool accumulate_dweight);
 }  // namespace gt
+
+#ifdef GALORE_WITH_CUDA
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <memory>
+namespace gt {
+// ---- CUDA (cuda/matmul.cu): cuBLASLt GEMMs, bf16 inputs, fp32 compute ----
+// Owns the cuBLASLt handle (plus a cuBLAS handle for the rare shape Lt has no
+// algorithm for), a 32 MiB workspace and a per-shape algorithm cache. All work
+// goes on the stream given at construction. Not thread-safe.
+class CudaGemm {
+ public:
+  explicit CudaGemm(cudaStream_t stream, size_t workspace_bytes = size_t(32) << 20);
+  ~CudaGemm();
+  CudaGemm(const CudaGemm&) = delete;
+  CudaGemm& operator=(const CudaGemm&) = delete;
+  // Column-major D[m,n] = alpha * op(A)[m,k] op(B)[k,n] + beta * D.
+  // A, B bf16; D bf16 (d_f32 false) or fp32 (d_f32 true). beta == 0 never reads D.
+  void gemm(bool trans_a, bool trans_b, int m, int n, int k, const __nv_bfloat16* A, int lda,
+            const __nv_bfloat16* B, int ldb, void* D, bool d_f32, int ldd, float alpha, float beta);
+  cudaStream_t stream() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+// out[N,OC] = inp[N,C] @ weight[OC,C]^T
+void matmul_forward_cuda(CudaGemm& g, __nv_bfloat16* out, const __nv_bfloat16* inp, const __nv_bfloat16* weight,
+                         int N, int C, int OC);
+// dinp[N,C] (= or +=) dout[N,OC] @ weight[OC,C]; dweight[OC,C] (= or +=) dout^T @ inp.
+// Either output may be null. dweight is fp32 when dweight_f32, else bf16.
+// ld_dout is the row stride of dout in elements (OC for a dense tensor).
+void matmul_backward_cuda(CudaGemm& g, __nv_bfloat16* dinp, void* dweight, bool dweight_f32,
+                          const __nv_bfloat16* dout, const __nv_bfloat16* inp, const __nv_bfloat16* weight, int N,
+                          int C, int OC, bool accumulate_dinp, bool accumulate_dweight, int ld_dout = -1);
+}  // namespace gt
+#endif  // GALORE_WITH_CUDA

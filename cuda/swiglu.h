@@ -17,3 +17,17 @@ void swiglu_forward_cpu(float* out, const float* gate, const float* up, int64_t 
 // dgate, dup overwritten.
 void swiglu_backward_cpu(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n);
 }  // namespace gt
+
+#ifdef GALORE_WITH_CUDA
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+namespace gt {
+// ---- CUDA (cuda/swiglu.cu): the same swiglu_value/swiglu_grad per element ----
+// out[n] = silu(gate[n]) * up[n] (bf16, [N, I] tensors flattened to n)
+void swiglu_forward_cuda(__nv_bfloat16* out, const __nv_bfloat16* gate, const __nv_bfloat16* up, int64_t n,
+                         cudaStream_t stream);
+// dgate, dup overwritten (they may alias gate, up).
+void swiglu_backward_cuda(__nv_bfloat16* dgate, __nv_bfloat16* dup, const __nv_bfloat16* dout,
+                          const __nv_bfloat16* gate, const __nv_bfloat16* up, int64_t n, cudaStream_t stream);
+}  // namespace gt
+#endif  // GALORE_WITH_CUDA

@@ -52,3 +52,11 @@ struct Tensor {
 };
 
 }  // namespace gt
+
+namespace gt {
+// The same buffer seen with another shape (numel must match).
+inline Tensor reshape(const Tensor& t, std::initializer_list<int64_t> dims) {
+  Tensor r(t.data, t.dtype, t.device, dims);
+  return r;
+}
+}  // namespace gt

@@ -1,7 +1,9 @@
 // optimizer.name -> optimizer.
 #include "config/config.h"
 #include "core/error.h"
+#include "optim/adamw8bit.h"
 #include "optim/basic.h"
+#include "optim/galore.h"
 
 namespace gt {
 
@@ -9,7 +11,10 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& cfg, const std:
                                           Backend& backend) {
   if (cfg.name == "sgd") return std::make_unique<Sgd>(cfg, params);
   if (cfg.name == "adamw") return std::make_unique<AdamW>(cfg, params);
-  fail("optimizer.name '{}' is not available yet; use sgd or adamw", cfg.name);
+  if (cfg.name == "adamw8bit") return std::make_unique<AdamW8bit>(cfg, params);
+  if (cfg.name == "galore_adamw") return std::make_unique<GaloreAdamW>(cfg, params, false);
+  if (cfg.name == "galore_adamw8bit") return std::make_unique<GaloreAdamW>(cfg, params, true);
+  fail("optimizer.name '{}' is not one of sgd, adamw, adamw8bit, galore_adamw, galore_adamw8bit", cfg.name);
 }
 
 }  // namespace gt

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# The GPU check, for a fresh GPU machine with no network: build for the card
+# present, run the gpu-labelled tests, run compute-sanitizer (memcheck and
+# racecheck) over the kernel tests, run scripts/bench.sh if it exists, and
+# print a summary table last. Meant to finish within 8 minutes.
+#
+# Usage:  bash scripts/gpu_check.sh
+#   env:  BUILD_DIR (default build-gpu)   JOBS (default nproc)
+#         OUT       folder for the full logs (default $BUILD_DIR/gpu_check_logs;
+#                   on the lent machine $OUT is the folder that comes back)
+#         BUDGET_S  total seconds to stay under (default 470)
+#         SKIP_SANITIZER=1, SKIP_BENCH=1
+#
+# Dependencies: the build needs the Debian -dev packages that scripts/setup.sh
+# installs. The lent machines cannot fetch anything, so when a package is
+# missing there, carry them: on this (networked) machine run
+#     bash scripts/gpu_check.sh --fetch-deps      # .debs into .gpu_deps/ (gitignore it)
+# and carry `.gpu_deps` with the device call; this script then unpacks them
+# into .gpu_deps/root (never into /) and points CMake, pkg-config and the
+# linker there.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+DEB_PACKAGES=(libcli11-dev nlohmann-json3-dev libspdlog-dev libspdlog1.10 libfmt-dev libfmt9
+  libsentencepiece-dev libsentencepiece0 libprotobuf-lite32 libgtest-dev zlib1g-dev libeigen3-dev
+  liblapacke-dev liblapacke libtmglib-dev libtmglib3 liblapack-dev liblapack3 libblas-dev libblas3
+  libopenblas-dev libopenblas0 libopenblas0-pthread libopenblas-pthread-dev libgfortran5)
+
+if [ "${1:-}" = "--fetch-deps" ]; then
+  mkdir -p .gpu_deps
+  (cd .gpu_deps && apt-get download "${DEB_PACKAGES[@]}")
+  du -sh .gpu_deps
+  echo "carry .gpu_deps with the device call (and keep it out of git: echo /.gpu_deps/ >> .git/info/exclude)"
+  exit 0
+fi
+
+BUILD=${BUILD_DIR:-build-gpu}
+LOGS=${OUT:-$ROOT/$BUILD/gpu_check_logs}
+JOBS=${JOBS:-$(nproc)}
+BUDGET=${BUDGET_S:-470}
+mkdir -p "$LOGS"
+T0=$(date +%s)
+FAILED=0
+NAMES=()
+RESULTS=()
+TIMES=()
+NOTES=()
+
+left() { echo $((BUDGET - ($(date +%s) - T0))); }
+record() {  # name result seconds note
+  NAMES+=("$1"); RESULTS+=("$2"); TIMES+=("$3"); NOTES+=("$4")
+}
+# step NAME LIMIT_S CMD... : runs CMD under a time limit, log in $LOGS/NAME.log,
+# prints the log's tail, records PASS/FAIL/TIMEOUT.
+step() {
+  local name=$1 limit=$2
+  shift 2
+  local rem
+  rem=$(left)
+  if [ "$rem" -lt 15 ]; then
+    record "$name" SKIP 0 "out of time budget"
+    return 1
+  fi
+  [ "$limit" -gt "$rem" ] && limit=$rem
+  echo "=== $name (limit ${limit}s): $*"
+  local t
+  t=$(date +%s)
+  timeout --kill-after=10 "$limit" "$@" >"$LOGS/$name.log" 2>&1
+  local rc=$?
+  local dt=$(($(date +%s) - t))
+  tail -n 25 "$LOGS/$name.log"
+  local res=PASS
+  if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+    res=TIMEOUT
+  elif [ $rc -ne 0 ]; then
+    res="FAIL($rc)"
+  fi
+  record "$name" "$res" "$dt" "${STEP_NOTE:-}"
+  STEP_NOTE=""
+  [ "$res" = PASS ] || FAILED=1
+  return $rc
+}
+
+summary() {
+  echo
+  echo "================ gpu_check summary ($(($(date +%s) - T0)) s) ================"
+  printf '%-14s %-10s %6s  %s\n' step result sec note
+  for i in "${!NAMES[@]}"; do
+    printf '%-14s %-10s %6s  %s\n' "${NAMES[$i]}" "${RESULTS[$i]}" "${TIMES[$i]}" "${NOTES[$i]}"
+  done
+  echo "logs: $LOGS"
+}
+trap summary EXIT
+
+# ---- 0. what is here ----
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader 2>&1
+  command -v nvcc >/dev/null && nvcc --version | tail -n 2
+  cmake --version | head -n 1
+  command -v compute-sanitizer >/dev/null && compute-sanitizer --version | head -n 2
+} | tee "$LOGS/env.log"
+GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
+if [ -n "$GPU" ]; then record env OK 0 "$GPU"; else record env NONE 0 "no GPU visible to nvidia-smi"; fi
+
+# ---- 1. carried dependencies (see the header) ----
+if ls .gpu_deps/*.deb >/dev/null 2>&1; then
+  DEPS=$ROOT/.gpu_deps/root
+  mkdir -p "$DEPS"
+  for f in .gpu_deps/*.deb; do dpkg -x "$f" "$DEPS"; done
+  MULTI=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+  export CMAKE_PREFIX_PATH="$DEPS/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+  export PKG_CONFIG_PATH="$DEPS/usr/lib/$MULTI/pkgconfig:$DEPS/usr/share/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+  export PKG_CONFIG_SYSROOT_DIR="$DEPS"
+  export LD_LIBRARY_PATH="$DEPS/usr/lib/$MULTI:$DEPS/usr/lib/$MULTI/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export LIBRARY_PATH="$LD_LIBRARY_PATH"
+  export CPATH="$DEPS/usr/include${CPATH:+:$CPATH}"
+  record deps OK 0 "unpacked $(ls .gpu_deps/*.deb | wc -l) carried .debs"
+fi
+
+# ---- 2. configure + build for the card present ----
+# The CUDA20 options cover CMake < 3.26, which does not know C++20 for nvcc.
+STEP_NOTE="CMAKE_CUDA_ARCHITECTURES=native"
+step configure 90 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=native \
+  -DCMAKE_CUDA20_STANDARD_COMPILE_OPTION=-std=c++20 -DCMAKE_CUDA20_EXTENSION_COMPILE_OPTION=-std=c++20 || exit 1
+step build 330 cmake --build "$BUILD" -j "$JOBS" || {
+  # Build what the GPU tests need even if some other target is broken.
+  step build_tests 200 cmake --build "$BUILD" -j "$JOBS" --target test_kernels || exit 1
+}
+
+# ---- 3. the gpu-labelled tests ----
+STEP_NOTE="ctest -L gpu"
+step ctest_gpu 180 ctest --test-dir "$BUILD" -L gpu --output-on-failure --timeout 170
+grep -hE "tests passed|Skipped|SKIPPED|no CUDA device" "$LOGS/ctest_gpu.log" | head -n 5
+
+# ---- 4. compute-sanitizer on the kernel tests ----
+KT=$BUILD/tests/test_kernels
+if [ -n "${SKIP_SANITIZER:-}" ]; then
+  record sanitizer SKIP 0 "SKIP_SANITIZER set"
+elif ! command -v compute-sanitizer >/dev/null; then
+  record sanitizer SKIP 0 "compute-sanitizer not found"
+elif [ ! -x "$KT" ]; then
+  record sanitizer SKIP 0 "$KT not built"
+else
+  # memcheck: every kernel test (small shapes); racecheck: the kernels that use shared memory.
+  STEP_NOTE="out-of-bounds / misaligned accesses"
+  step memcheck 150 compute-sanitizer --tool memcheck --error-exitcode 99 --print-limit 20 "$KT" \
+    --gtest_filter='GpuTest.*'
+  STEP_NOTE="shared-memory hazards"
+  step racecheck 150 compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 99 \
+    --print-limit 20 "$KT" \
+    --gtest_filter='GpuTest.Attention*:GpuTest.Classifier*:GpuTest.Rmsnorm*:GpuTest.SumSquares*'
+  STEP_NOTE="barriers"
+  step synccheck 60 compute-sanitizer --tool synccheck --error-exitcode 99 --print-limit 20 "$KT" \
+    --gtest_filter='GpuTest.Attention*:GpuTest.Classifier*'
+fi
+
+# ---- 5. benchmarks (the lead's scripts/bench.sh) ----
+if [ -n "${SKIP_BENCH:-}" ]; then
+  record bench SKIP 0 "SKIP_BENCH set"
+elif [ -f scripts/bench.sh ]; then
+  BENCH_LIMIT=$(($(left) - 10))
+  if [ "$BENCH_LIMIT" -lt 20 ]; then
+    record bench SKIP 0 "out of time budget"
+  else
+    export BUILD_DIR=$BUILD
+    STEP_NOTE="scripts/bench.sh"
+    step bench "$BENCH_LIMIT" bash scripts/bench.sh
+  fi
+else
+  record bench SKIP 0 "scripts/bench.sh not written yet"
+fi
+exit "$FAILED"

@@ -1,0 +1,22 @@
+// The CUDA backend (src/backend/cuda_backend.cu): bf16 weights and
+// activations, fp32 accumulation, one stream. Declared here for tests and for
+// code that needs the CUDA-only extras; the rest of the program goes through
+// make_backend() in backend.h.
+#pragma once
+#include <cstddef>
+#include <memory>
+
+#include "backend/backend.h"
+
+namespace gt {
+
+// The backend, or nullptr in a build without CUDA. Throws gt::Error when the
+// device cannot be initialized.
+std::unique_ptr<Backend> make_cuda_backend_or_null();
+
+// CUDA-only: grow the backend's scratch buffer up front to `bytes`, so that no
+// op allocates (ops otherwise grow it on first use, which synchronizes once).
+// `backend` must come from make_cuda_backend_or_null(); no-op for others.
+void cuda_backend_reserve_scratch(Backend& backend, size_t bytes);
+
+}  // namespace gt

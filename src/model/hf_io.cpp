@@ -1,0 +1,159 @@
+#include "model/hf_io.h"
+
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/fs_util.h"
+#include "core/safetensors.h"
+
+namespace gt {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+json read_json(const std::string& path) {
+  try {
+    return json::parse(read_file(path));
+  } catch (const json::exception& e) {
+    fail("{}: not valid JSON ({})", path, e.what());
+  }
+}
+template <typename T>
+T need(const json& j, const std::string& key, const std::string& path) {
+  if (!j.contains(key) || j[key].is_null()) fail("{}: missing key '{}' (is this a Hugging Face LlamaConfig?)", path, key);
+  try {
+    return j[key].get<T>();
+  } catch (const json::exception&) {
+    fail("{}: key '{}' has the wrong type ({})", path, key, j[key].dump());
+  }
+}
+}  // namespace
+
+ModelConfig model_config_from_hf(const std::string& dir) {
+  const std::string path = dir + "/config.json";
+  json j = read_json(path);
+  ModelConfig m;
+  m.vocab_size = need<int>(j, "vocab_size", path);
+  m.hidden_size = need<int>(j, "hidden_size", path);
+  m.intermediate_size = need<int>(j, "intermediate_size", path);
+  m.num_layers = need<int>(j, "num_hidden_layers", path);
+  m.num_heads = need<int>(j, "num_attention_heads", path);
+  m.num_kv_heads = j.value("num_key_value_heads", m.num_heads);
+  m.rms_norm_eps = j.value("rms_norm_eps", 1e-6);
+  if (j.contains("rope_theta") && j["rope_theta"].is_number()) m.rope_theta = j["rope_theta"].get<double>();
+  else if (j.contains("rope_parameters") && j["rope_parameters"].is_object() &&
+           j["rope_parameters"].contains("rope_theta"))
+    m.rope_theta = j["rope_parameters"]["rope_theta"].get<double>();
+  m.max_seq_len = j.value("max_position_embeddings", 2048);
+  m.init_std = j.value("initializer_range", 0.02);
+  if (j.contains("head_dim") && j["head_dim"].is_number() && j["head_dim"].get<int>() != m.hidden_size / m.num_heads)
+    fail("{}: head_dim {} != hidden_size/num_attention_heads = {}; only the standard LLaMA layout is supported", path,
+         j["head_dim"].get<int>(), m.hidden_size / m.num_heads);
+  if (j.value("tie_word_embeddings", false))
+    fail("{}: tie_word_embeddings is true; galore-train trains untied LLaMA models only", path);
+  for (const char* bias : {"attention_bias", "mlp_bias"})
+    if (j.value(bias, false)) fail("{}: {} is true; LLaMA without biases is supported only", path, bias);
+  if (m.hidden_size % m.num_heads || m.num_heads % m.kv_heads())
+    fail("{}: hidden_size/heads/kv_heads are inconsistent", path);
+  return m;
+}
+
+void check_hf_shape(const ModelConfig& cfg, const std::string& dir) {
+  ModelConfig h = model_config_from_hf(dir);
+  auto same = [&](const char* key, int64_t a, int64_t b) {
+    if (a != b)
+      fail("model.init_from={}: {} is {} in its config.json but model.{} is {}; fix the config or set "
+           "model.shape_from_init=true",
+           dir, key, b, key, a);
+  };
+  same("vocab_size", cfg.vocab_size, h.vocab_size);
+  same("hidden_size", cfg.hidden_size, h.hidden_size);
+  same("intermediate_size", cfg.intermediate_size, h.intermediate_size);
+  same("num_layers", cfg.num_layers, h.num_layers);
+  same("num_heads", cfg.num_heads, h.num_heads);
+  same("num_kv_heads", cfg.kv_heads(), h.kv_heads());
+}
+
+void load_hf_weights(LlamaModel& model, const std::string& dir) {
+  // name -> file: single model.safetensors or a sharded index
+  std::map<std::string, std::string> where;
+  const std::string index = dir + "/model.safetensors.index.json";
+  if (fs::exists(index)) {
+    json j = read_json(index);
+    if (!j.contains("weight_map")) fail("{}: no weight_map", index);
+    for (auto& [k, v] : j["weight_map"].items()) where[k] = dir + "/" + v.get<std::string>();
+  } else if (fs::exists(dir + "/model.safetensors")) {
+    for (auto& p : model.params()) where[p.name] = dir + "/model.safetensors";
+  } else {
+    fail("{}: no model.safetensors or model.safetensors.index.json (is this a Hugging Face model directory?)", dir);
+  }
+  std::map<std::string, SafetensorsFile> files;
+  for (int i = 0; i < model.num_params(); ++i) {
+    const auto& p = model.params()[size_t(i)];
+    auto it = where.find(p.name);
+    if (it == where.end()) fail("{}: tensor '{}' is not in the weight map", index, p.name);
+    if (!files.count(it->second)) files.emplace(it->second, SafetensorsFile::open(it->second));
+    const StTensor& t = files.at(it->second).get(p.name);
+    if (t.numel() != p.numel() || (p.cols > 1 && (t.shape.size() != 2 || t.shape[0] != p.rows || t.shape[1] != p.cols)))
+      fail("{}: tensor '{}' has shape [{}] but the model needs [{}, {}]", it->second, p.name,
+           fmt::join(t.shape, ", "), p.rows, p.cols);
+    auto values = t.to_f32();
+    model.set_weight(i, values.data());
+  }
+}
+
+json hf_config_json(const ModelConfig& cfg, const std::string& dtype) {
+  return {{"architectures", {"LlamaForCausalLM"}},
+            {"model_type", "llama"},
+            {"vocab_size", cfg.vocab_size},
+            {"hidden_size", cfg.hidden_size},
+            {"intermediate_size", cfg.intermediate_size},
+            {"num_hidden_layers", cfg.num_layers},
+            {"num_attention_heads", cfg.num_heads},
+            {"num_key_value_heads", cfg.kv_heads()},
+            {"head_dim", cfg.head_dim()},
+            {"hidden_act", "silu"},
+            {"max_position_embeddings", cfg.max_seq_len},
+            {"rms_norm_eps", cfg.rms_norm_eps},
+            {"rope_theta", cfg.rope_theta},
+            {"initializer_range", cfg.init_std},
+            {"tie_word_embeddings", false},
+            {"attention_bias", false},
+            {"mlp_bias", false},
+            {"torch_dtype", dtype == "bf16" ? "bfloat16" : "float32"}};
+}
+
+void export_hf_weights(const ModelConfig& cfg, const std::vector<ParamInfo>& params,
+                       const std::vector<std::vector<float>>& weights, const std::string& dir,
+                       const std::string& dtype) {
+  if (dtype != "bf16" && dtype != "fp32") fail("--dtype must be bf16 or fp32 (got '{}')", dtype);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) fail("cannot create {}: {}", dir, ec.message());
+  SafetensorsWriter w;
+  w.set_metadata("format", "pt");
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto& p = params[i];
+    std::vector<int64_t> shape = p.cols == 1 ? std::vector<int64_t>{p.rows} : std::vector<int64_t>{p.rows, p.cols};
+    if (dtype == "fp32") {
+      w.add_f32(p.name, shape, weights[i].data());
+    } else {
+      std::vector<uint16_t> h(weights[i].size());
+      for (size_t k = 0; k < h.size(); ++k) h[k] = f32_to_bf16(weights[i][k]);
+      w.add(p.name, StDType::BF16, shape, h.data(), h.size() * 2);
+    }
+  }
+  w.write(dir + "/model.safetensors");
+  write_file_atomic(dir + "/config.json", hf_config_json(cfg, dtype).dump(2) + "\n");
+}
+
+void export_hf(const LlamaModel& model, const std::string& dir, const std::string& dtype) {
+  std::vector<std::vector<float>> w;
+  for (int i = 0; i < model.num_params(); ++i) w.push_back(model.get_weight(i));
+  export_hf_weights(model.config(), model.params(), w, dir, dtype);
+}
+
+}  // namespace gt

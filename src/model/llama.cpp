@@ -1,0 +1,297 @@
+#include "model/llama.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "core/error.h"
+#include "core/rng.h"
+
+namespace gt {
+
+namespace {
+const char* kLayerNames[9] = {"input_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                              "self_attn.o_proj", "post_attention_layernorm", "mlp.gate_proj", "mlp.up_proj",
+                              "mlp.down_proj"};
+
+bool is_target(const std::string& name, const std::vector<std::string>& targets) {
+  for (auto& t : targets)
+    if (name.find("." + t + ".") != std::string::npos) return true;
+  return false;
+}
+}  // namespace
+
+std::vector<ParamInfo> llama_params(const ModelConfig& cfg, const std::vector<std::string>& galore_targets) {
+  const int64_t C = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size;
+  const int64_t Q = int64_t(cfg.num_heads) * cfg.head_dim(), KV = int64_t(cfg.kv_heads()) * cfg.head_dim();
+  std::vector<ParamInfo> p;
+  p.push_back({"model.embed_tokens.weight", ParamKind::Embedding, V, C, false});
+  for (int l = 0; l < cfg.num_layers; ++l) {
+    const std::string pre = "model.layers." + std::to_string(l) + ".";
+    const int64_t shapes[9][2] = {{C, 1}, {Q, C}, {KV, C}, {KV, C}, {C, Q}, {C, 1}, {I, C}, {I, C}, {C, I}};
+    for (int j = 0; j < 9; ++j) {
+      const std::string name = pre + kLayerNames[j] + ".weight";
+      const bool norm = shapes[j][1] == 1;
+      p.push_back({name, norm ? ParamKind::Norm : ParamKind::Linear, shapes[j][0], shapes[j][1],
+                   !norm && is_target(name, galore_targets)});
+    }
+  }
+  p.push_back({"model.norm.weight", ParamKind::Norm, C, 1, false});
+  p.push_back({"lm_head.weight", ParamKind::LmHead, V, C, false});
+  return p;
+}
+
+std::vector<BufferSpec> llama_activation_specs(const ModelConfig& cfg, int B, int T, DType dt, int logits_rows) {
+  const int64_t N = int64_t(B) * T, C = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size;
+  const int64_t NH = cfg.num_heads, KV = cfg.kv_heads(), D = cfg.head_dim();
+  const int64_t R = logits_rows > 0 ? std::min<int64_t>(logits_rows, N) : N;
+  const DType f32 = DType::F32;
+  std::vector<BufferSpec> s;
+  s.push_back({"tokens", DType::I32, {N}});
+  s.push_back({"targets", DType::I32, {N}});
+  for (int l = 0; l < cfg.num_layers; ++l) {
+    const std::string p = "layer" + std::to_string(l) + ".";
+    s.push_back({p + "x", dt, {N, C}});
+    s.push_back({p + "ln1", dt, {N, C}});
+    s.push_back({p + "rstd1", f32, {N}});
+    s.push_back({p + "q", dt, {B, T, NH, D}});
+    s.push_back({p + "k", dt, {B, T, KV, D}});
+    s.push_back({p + "v", dt, {B, T, KV, D}});
+    s.push_back({p + "att", dt, {B, T, NH, D}});
+    s.push_back({p + "lse", f32, {B, NH, T}});
+    s.push_back({p + "mid", dt, {N, C}});
+    s.push_back({p + "ln2", dt, {N, C}});
+    s.push_back({p + "rstd2", f32, {N}});
+    s.push_back({p + "gate", dt, {N, I}});
+    s.push_back({p + "up", dt, {N, I}});
+    s.push_back({p + "h", dt, {N, I}});
+  }
+  s.push_back({"x_final", dt, {N, C}});
+  s.push_back({"lnf", dt, {N, C}});
+  s.push_back({"rstdf", f32, {N}});
+  s.push_back({"losses", f32, {N}});
+  s.push_back({"logits", dt == DType::F32 ? f32 : f32, {R, V}});
+  // backward scratch, reused by every layer
+  s.push_back({"dresid", dt, {N, C}});
+  s.push_back({"dln", dt, {N, C}});
+  s.push_back({"dq", dt, {B, T, NH, D}});
+  s.push_back({"dk", dt, {B, T, KV, D}});
+  s.push_back({"dv", dt, {B, T, KV, D}});
+  s.push_back({"datt", dt, {B, T, NH, D}});
+  s.push_back({"dh", dt, {N, I}});
+  s.push_back({"dgate", dt, {N, I}});
+  s.push_back({"dup", dt, {N, I}});
+  return s;
+}
+
+LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, int B, int T, int logits_rows)
+    : cfg_(cfg), be_(backend), B_(B), T_(T), logits_rows_(logits_rows) {
+  params_ = llama_params(cfg, {});
+  embed_ = 0;
+  for (int l = 0; l < cfg.num_layers; ++l) {
+    const int b = 1 + 9 * l;
+    layers_.push_back({b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8});
+  }
+  normf_ = 1 + 9 * cfg.num_layers;
+  lm_head_ = normf_ + 1;
+
+  std::vector<BufferSpec> wspecs;
+  for (auto& p : params_)
+    wspecs.push_back({p.name, be_.compute_dtype(), p.cols == 1 ? std::vector<int64_t>{p.rows}
+                                                                 : std::vector<int64_t>{p.rows, p.cols}});
+  weights_ = weight_arena_.allocate(be_, wspecs);
+
+  auto v = act_arena_.allocate(be_, llama_activation_specs(cfg, B, T, be_.compute_dtype(), logits_rows));
+  size_t i = 0;
+  tokens_ = v[i++];
+  targets_ = v[i++];
+  for (int l = 0; l < cfg.num_layers; ++l) {
+    LayerActs a;
+    for (Tensor* t : {&a.x, &a.ln1, &a.rstd1, &a.q, &a.k, &a.v, &a.att, &a.lse, &a.mid, &a.ln2, &a.rstd2, &a.gate,
+                      &a.up, &a.h})
+      *t = v[i++];
+    acts_.push_back(a);
+  }
+  for (Tensor* t : {&x_final_, &lnf_, &rstdf_, &losses_, &logits_, &dresid_, &dln_, &dq_, &dk_, &dv_, &datt_, &dh_,
+                    &dgate_, &dup_})
+    *t = v[i++];
+  GT_ASSERT(i == v.size());
+  const size_t N = size_t(B) * T;
+  host_inputs_.resize(N);
+  host_targets_.resize(N);
+  host_losses_.resize(N);
+}
+
+int64_t LlamaModel::num_weights() const {
+  int64_t n = 0;
+  for (auto& p : params_) n += p.numel();
+  return n;
+}
+
+int LlamaModel::param_index(const std::string& hf_name) const {
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (params_[i].name == hf_name) return int(i);
+  return -1;
+}
+
+void LlamaModel::init_random(uint64_t seed) {
+  Rng rng(seed);
+  std::vector<float> host;
+  for (int i = 0; i < num_params(); ++i) {
+    const auto& p = params_[size_t(i)];
+    host.assign(size_t(p.numel()), 1.0f);
+    if (p.kind != ParamKind::Norm)
+      for (auto& x : host) x = float(rng.normal() * cfg_.init_std);
+    set_weight(i, host.data());
+  }
+}
+
+void LlamaModel::set_weight(int i, const float* values) { be_.upload_f32(weights_[size_t(i)], values); }
+
+std::vector<float> LlamaModel::get_weight(int i) const {
+  std::vector<float> out(size_t(params_[size_t(i)].numel()));
+  be_.download_f32(out.data(), weights_[size_t(i)]);
+  return out;
+}
+
+void LlamaModel::download_weight_bytes(int i, void* dst) const {
+  be_.download(dst, weights_[size_t(i)].data, weights_[size_t(i)].nbytes());
+}
+void LlamaModel::upload_weight_bytes(int i, const void* src) {
+  be_.upload(weights_[size_t(i)].data, src, weights_[size_t(i)].nbytes());
+}
+
+double LlamaModel::forward(const int32_t* tokens) {
+  const int B = B_, T = T_, N = B * T, C = cfg_.hidden_size, I = cfg_.intermediate_size;
+  const int NH = cfg_.num_heads, KV = cfg_.kv_heads(), D = cfg_.head_dim();
+  const float eps = float(cfg_.rms_norm_eps), theta = float(cfg_.rope_theta);
+  for (int b = 0; b < B; ++b)
+    for (int t = 0; t < T; ++t) {
+      host_inputs_[size_t(b * T + t)] = tokens[b * (T + 1) + t];
+      host_targets_[size_t(b * T + t)] = tokens[b * (T + 1) + t + 1];
+    }
+  for (int n = 0; n < N; ++n)
+    if (host_inputs_[size_t(n)] < 0 || host_inputs_[size_t(n)] >= cfg_.vocab_size ||
+        host_targets_[size_t(n)] < 0 || host_targets_[size_t(n)] >= cfg_.vocab_size)
+      fail("token id out of range [0, {}) at batch position {}: the data does not match model.vocab_size",
+           cfg_.vocab_size, n);
+  be_.upload(tokens_.data, host_inputs_.data(), size_t(N) * 4);
+  be_.upload(targets_.data, host_targets_.data(), size_t(N) * 4);
+
+  be_.embedding_forward(acts_[0].x, tokens_, W(embed_));
+  for (int l = 0; l < cfg_.num_layers; ++l) {
+    const Layer& L = layers_[size_t(l)];
+    LayerActs& a = acts_[size_t(l)];
+    const Tensor& x_next = l + 1 < cfg_.num_layers ? acts_[size_t(l + 1)].x : x_final_;
+    be_.rmsnorm_forward(a.ln1, a.rstd1, a.x, W(L.ln1), eps);
+    be_.matmul_forward(reshape(a.q, {N, NH * D}), a.ln1, W(L.q));
+    be_.matmul_forward(reshape(a.k, {N, KV * D}), a.ln1, W(L.k));
+    be_.matmul_forward(reshape(a.v, {N, KV * D}), a.ln1, W(L.v));
+    be_.rope_forward(a.q, theta);
+    be_.rope_forward(a.k, theta);
+    be_.attention_forward(a.att, a.lse, a.q, a.k, a.v);
+    be_.matmul_forward(a.mid, reshape(a.att, {N, NH * D}), W(L.o));
+    be_.residual_add(a.mid, a.mid, a.x);
+    be_.rmsnorm_forward(a.ln2, a.rstd2, a.mid, W(L.ln2), eps);
+    be_.matmul_forward(a.gate, a.ln2, W(L.gate));
+    be_.matmul_forward(a.up, a.ln2, W(L.up));
+    be_.swiglu_forward(a.h, a.gate, a.up);
+    be_.matmul_forward(x_next, a.h, W(L.down));
+    be_.residual_add(x_next, x_next, a.mid);
+  }
+  be_.rmsnorm_forward(lnf_, rstdf_, x_final_, W(normf_), eps);
+  be_.classifier(losses_, Tensor{}, Tensor{}, lnf_, W(lm_head_), targets_, 0.0f, false, logits_);
+  be_.download(host_losses_.data(), losses_.data, size_t(N) * 4);
+  double sum = 0.0;
+  for (float x : host_losses_) sum += x;
+  (void)C;
+  (void)I;
+  return sum / N;
+}
+
+Tensor LlamaModel::grad_for(GradSink& sink, int param, bool* acc) {
+  Tensor g = sink.grad_buffer(param);
+  GT_ASSERT(g.numel() == params_[size_t(param)].numel());
+  *acc = sink.accumulate(param);
+  const auto& p = params_[size_t(param)];
+  return p.cols == 1 ? reshape(g, {p.rows}) : reshape(g, {p.rows, p.cols});
+}
+
+void LlamaModel::backward(GradSink& sink, float dloss_scale) {
+  const int N = B_ * T_, NH = cfg_.num_heads, KV = cfg_.kv_heads(), D = cfg_.head_dim();
+  const float theta = float(cfg_.rope_theta);
+  bool acc = false;
+
+  // lm_head + loss: dlnf into dln
+  Tensor g = grad_for(sink, lm_head_, &acc);
+  be_.classifier(losses_, dln_, g, lnf_, W(lm_head_), targets_, dloss_scale / float(N), acc, logits_);
+  sink.grad_ready(lm_head_);
+
+  // final norm: dresid = d x_final
+  g = grad_for(sink, normf_, &acc);
+  if (!acc) be_.zero(g);
+  be_.zero(dresid_);
+  be_.rmsnorm_backward(dresid_, g, dln_, x_final_, W(normf_), rstdf_);
+  sink.grad_ready(normf_);
+
+  for (int l = cfg_.num_layers - 1; l >= 0; --l) {
+    const Layer& L = layers_[size_t(l)];
+    LayerActs& a = acts_[size_t(l)];
+    // MLP: dresid holds dL/dx[l+1]
+    g = grad_for(sink, L.down, &acc);
+    be_.matmul_backward(dh_, g, dresid_, a.h, W(L.down), false, acc);
+    sink.grad_ready(L.down);
+    be_.swiglu_backward(dgate_, dup_, dh_, a.gate, a.up);
+    g = grad_for(sink, L.up, &acc);
+    be_.matmul_backward(dln_, g, dup_, a.ln2, W(L.up), false, acc);
+    sink.grad_ready(L.up);
+    g = grad_for(sink, L.gate, &acc);
+    be_.matmul_backward(dln_, g, dgate_, a.ln2, W(L.gate), true, acc);
+    sink.grad_ready(L.gate);
+    g = grad_for(sink, L.ln2, &acc);
+    if (!acc) be_.zero(g);
+    be_.rmsnorm_backward(dresid_, g, dln_, a.mid, W(L.ln2), a.rstd2);  // dresid += : now dL/dmid
+    sink.grad_ready(L.ln2);
+
+    // attention
+    g = grad_for(sink, L.o, &acc);
+    be_.matmul_backward(reshape(datt_, {N, NH * D}), g, dresid_, reshape(a.att, {N, NH * D}), W(L.o), false, acc);
+    sink.grad_ready(L.o);
+    be_.attention_backward(dq_, dk_, dv_, datt_, a.q, a.k, a.v, a.att, a.lse);
+    be_.rope_backward(dq_, theta);
+    be_.rope_backward(dk_, theta);
+    g = grad_for(sink, L.v, &acc);
+    be_.matmul_backward(dln_, g, reshape(dv_, {N, KV * D}), a.ln1, W(L.v), false, acc);
+    sink.grad_ready(L.v);
+    g = grad_for(sink, L.k, &acc);
+    be_.matmul_backward(dln_, g, reshape(dk_, {N, KV * D}), a.ln1, W(L.k), true, acc);
+    sink.grad_ready(L.k);
+    g = grad_for(sink, L.q, &acc);
+    be_.matmul_backward(dln_, g, reshape(dq_, {N, NH * D}), a.ln1, W(L.q), true, acc);
+    sink.grad_ready(L.q);
+    g = grad_for(sink, L.ln1, &acc);
+    if (!acc) be_.zero(g);
+    be_.rmsnorm_backward(dresid_, g, dln_, a.x, W(L.ln1), a.rstd1);  // now dL/dx[l]
+    sink.grad_ready(L.ln1);
+  }
+
+  g = grad_for(sink, embed_, &acc);
+  if (!acc) be_.zero(g);
+  be_.embedding_backward(g, dresid_, tokens_);
+  sink.grad_ready(embed_);
+}
+
+std::vector<float> LlamaModel::hidden_state(int i) const {
+  const Tensor& t = i < cfg_.num_layers ? acts_[size_t(i)].x : lnf_;
+  std::vector<float> out(size_t(t.numel()));
+  be_.download_f32(out.data(), t);
+  return out;
+}
+
+std::vector<float> LlamaModel::logits() const {
+  GT_ASSERT(logits_.dim(0) == int64_t(B_) * T_);
+  std::vector<float> out(size_t(logits_.numel()));
+  be_.download(out.data(), logits_.data, out.size() * 4);
+  return out;
+}
+
+}  // namespace gt

@@ -1,0 +1,98 @@
+// LLaMA with explicit forward and backward (no autograd), calling its ops
+// through a Backend. Parameters use Hugging Face names and layouts.
+//
+// Per layer l (N = B*T rows, C hidden, I intermediate, NH/KV heads, D head dim):
+//   ln1 = rmsnorm(x[l])            q = ln1 Wq^T, k = ln1 Wk^T, v = ln1 Wv^T; rope(q, k)
+//   att = attention(q, k, v)       mid = x[l] + att Wo^T
+//   ln2 = rmsnorm(mid)             h = silu(ln2 Wgate^T) * (ln2 Wup^T)
+//   x[l+1] = mid + h Wdown^T
+// then lnf = rmsnorm(x[L]), loss = CE(lnf Wlm^T, targets).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "config/config.h"
+#include "core/arena.h"
+#include "optim/optimizer.h"
+
+namespace gt {
+
+// Parameter list in HF order with GaLore targets marked.
+std::vector<ParamInfo> llama_params(const ModelConfig& cfg, const std::vector<std::string>& galore_targets);
+
+// Activation buffers for micro-batch B x T (the memory planner's source of truth).
+std::vector<BufferSpec> llama_activation_specs(const ModelConfig& cfg, int B, int T, DType dtype, int logits_rows);
+
+// Where backward puts each weight gradient, and who is told when it is complete.
+class GradSink {
+ public:
+  virtual ~GradSink() = default;
+  virtual Tensor grad_buffer(int param) = 0;  // [rows, cols] (or [n]) in the compute dtype
+  virtual bool accumulate(int param) = 0;     // add into the buffer instead of overwriting
+  virtual void grad_ready(int param) = 0;     // dW is complete: it may be consumed (and the weight updated) now
+};
+
+class LlamaModel {
+ public:
+  // logits_rows: rows of the lm_head workspace (0 = all N rows, keeps logits for inspection).
+  LlamaModel(const ModelConfig& cfg, Backend& backend, int B, int T, int logits_rows = 0);
+
+  const ModelConfig& config() const { return cfg_; }
+  const std::vector<ParamInfo>& params() const { return params_; }
+  int num_params() const { return int(params_.size()); }
+  int64_t num_weights() const;  // total parameter elements
+  const Tensor& weight(int i) const { return weights_[size_t(i)]; }
+  int param_index(const std::string& hf_name) const;  // -1 if absent
+  int B() const { return B_; }
+  int T() const { return T_; }
+
+  // GaLore-style init: normal(0, init_std) for embeddings and linears, ones for norms.
+  void init_random(uint64_t seed);
+  // fp32 host values for parameter i (any order of calls).
+  void set_weight(int i, const float* values);
+  std::vector<float> get_weight(int i) const;
+  // Raw bytes in the device dtype (exact checkpoints).
+  void download_weight_bytes(int i, void* dst) const;
+  void upload_weight_bytes(int i, const void* src);
+
+  // tokens[B*(T+1)] on the host: inputs are [:, :T], targets [:, 1:].
+  // Returns the mean cross-entropy over the B*T targets.
+  double forward(const int32_t* tokens);
+  // Backward of the last forward; dloss_scale multiplies d(mean loss) (1/n_micro for accumulation).
+  void backward(GradSink& sink, float dloss_scale = 1.0f);
+
+  // Inspection (parity tool, tests): hidden.0..L as in HF, logits (if logits_rows == 0).
+  std::vector<float> hidden_state(int i) const;  // [B,T,C]
+  std::vector<float> logits() const;             // [B,T,V]
+  size_t activation_bytes() const { return act_arena_.bytes(); }
+  size_t weight_bytes() const { return weight_arena_.bytes(); }
+
+ private:
+  struct Layer {  // param indices
+    int ln1, q, k, v, o, ln2, gate, up, down;
+  };
+  struct LayerActs {  // activation views of one layer
+    Tensor x, ln1, rstd1, q, k, v, att, lse, mid, ln2, rstd2, gate, up, h;
+  };
+  const Tensor& W(int i) const { return weights_[size_t(i)]; }
+  Tensor grad_for(GradSink& sink, int param, bool* acc);
+
+  ModelConfig cfg_;
+  Backend& be_;
+  int B_, T_, logits_rows_;
+  std::vector<ParamInfo> params_;
+  std::vector<Layer> layers_;
+  int embed_ = 0, normf_ = 0, lm_head_ = 0;
+
+  Arena weight_arena_, act_arena_;
+  std::vector<Tensor> weights_;
+  std::vector<LayerActs> acts_;
+  Tensor tokens_, targets_, x_final_, lnf_, rstdf_, losses_, logits_;
+  Tensor dresid_, dln_, dq_, dk_, dv_, datt_, dh_, dgate_, dup_;
+  std::vector<int32_t> host_inputs_, host_targets_;
+  std::vector<float> host_losses_;
+};
+
+}  // namespace gt

@@ -1,0 +1,79 @@
+// GaLore projectors: which side a weight is projected on, the projection and
+// its inverse, and the refresh (exact SVD or a randomized range finder).
+// All matrices are fp32, row-major; G is a weight's gradient [m, n]
+// (m = out_features, n = in_features).
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "config/config.h"
+
+namespace gt {
+
+// Left:  A [m, r] = U[:, :r],          R = Aᵀ·G    [r, n], back A·R
+// Right: B [r, n] = Vᵀ[:r],            R = G·Bᵀ    [m, r], back R·B
+// Both (proj_type full): A and B,      R = Aᵀ·G·Bᵀ [r, r], back A·R·B
+enum class ProjSide { Left, Right, Both };
+const char* proj_side_name(ProjSide s);
+
+// Shapes of one GaLore target.
+struct ProjGeom {
+  ProjSide side = ProjSide::Left;
+  int64_t m = 0, n = 0;  // weight [m, n]
+  int64_t r = 0;         // effective rank: min(rank, m, n)
+  int64_t rows() const { return side == ProjSide::Right ? m : r; }  // projected gradient [rows, cols]
+  int64_t cols() const { return side == ProjSide::Left ? n : r; }
+  int64_t numel() const { return rows() * cols(); }
+  int64_t a_numel() const { return side == ProjSide::Right ? 0 : m * r; }  // A [m, r]
+  int64_t b_numel() const { return side == ProjSide::Left ? 0 : r * n; }   // B [r, n]
+};
+
+// proj_type std | reverse_std | left | right | full. std: m >= n projects on
+// the right, m < n on the left (the smaller dimension shrinks to r);
+// reverse_std the opposite. Bad names are a gt::Error naming the key.
+ProjGeom make_proj_geom(const std::string& proj_type, int64_t m, int64_t n, int rank);
+
+// Checks optimizer.galore.* values (names the key on error).
+void validate_galore_config(const GaloreConfig& g);
+
+// Exact SVD of g[m, n] with LAPACKE_sgesdd (the driver torch.linalg.svd uses on
+// the CPU, so the singular vectors' signs follow the same convention):
+// U[m, r] = U[:, :r] and Vt[r, n] = Vᵀ[:r]; either may be null.
+void svd_top(const float* g, int64_t m, int64_t n, int64_t r, float* U, float* Vt);
+
+// Randomized SVD (Halko, Martinsson, Tropp): range finder with k = min(r + p,
+// m, n) columns, q subspace iterations re-orthonormalized by Householder QR,
+// then the SVD of the small k×n matrix Qᵀ·g. Starting block: a Gaussian
+// sketch g·Ω (Ω [n, k] from Rng(seed), filled column by column), or with
+// warm_U [m, r] (previous left singular vectors): [warm_U | g·Ω_p] with
+// Ω_p [n, k - r]. Outputs as svd_top; either may be null.
+void randomized_svd_top(const float* g, int64_t m, int64_t n, int64_t r, int oversampling, int power_iters,
+                        const float* warm_U, uint64_t seed, float* U, float* Vt);
+
+// New projector of geometry geo from gradient g[m, n] (non-finite elements are
+// read as 0) into A [m, r] / B [r, n] (per side). A_old/B_old: the previous
+// projector or null (first refresh). For the randomized method the previous
+// projector is the warm start (cfg.warm_start) and the new vectors' signs are
+// aligned with it (diag(P_newᵀ·P_old) >= 0) so that kept moments stay
+// meaningful; the exact SVD keeps LAPACK's signs, as the official code.
+void compute_projector(const GaloreConfig& cfg, const ProjGeom& geo, const float* g, uint64_t seed,
+                       const float* A_old, const float* B_old, float* A, float* B);
+
+// R [rows, cols] = projection of g [m, n].
+void galore_project(const ProjGeom& geo, const float* A, const float* B, const float* g, float* R);
+// out [m, n] = back-projection of R [rows, cols] (without GaLore's scale).
+void galore_project_back(const ProjGeom& geo, const float* A, const float* B, const float* R, float* out);
+
+// Rotates Adam moments m, v [rows, cols] from the old projector's basis into
+// the new one's: M = P_newᵀ·P_old (left: Mₐ = A_newᵀ·A_old [r, r], m' = Mₐ·m;
+// right: M_b = B_new·B_oldᵀ [r, r], m' = m·M_bᵀ; full: both). Second moment
+// under the independent-coordinates approximation: v' = (M∘M)·v (resp.
+// v·(M∘M)ᵀ), which stays non-negative.
+void reproject_moments(const ProjGeom& geo, const float* A_old, const float* B_old, const float* A_new,
+                       const float* B_new, float* m, float* v);
+
+// Sine of the largest principal angle between span(P1) and span(P2), both
+// with orthonormal columns [d, r] (row-major). For tests and diagnostics.
+double subspace_sin_angle(const float* P1, const float* P2, int64_t d, int64_t r);
+
+}  // namespace gt

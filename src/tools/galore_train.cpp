@@ -1,0 +1,53 @@
+// galore-train: pretrain a LLaMA model from a JSON config.
+//   galore-train --config configs/tiny.json [--set a.b=v ...] [--resume auto|<ckpt>]
+//   galore-train --config configs/llama7b.json --estimate-memory
+//   galore-train --config ... --print-config
+//   galore-train --config ... --eval-only --resume <ckpt>
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <spdlog/spdlog.h>
+
+#include "config/config.h"
+#include "core/error.h"
+#include "train/memory_plan.h"
+#include "train/trainer.h"
+
+using namespace gt;
+
+int main(int argc, char** argv) {
+  CLI::App app{"galore-train: pretrain LLaMA with GaLore (gradient low-rank projection)"};
+  std::string config_path, resume, device_for_estimate = "cuda";
+  std::vector<std::string> overrides;
+  bool print_config = false, estimate = false, eval_only = false;
+  double device_gib = 24.0;
+  app.add_option("--config", config_path, "JSON config (see docs/CONFIG.md)")->required();
+  app.add_option("--set", overrides, "override a key: --set optimizer.lr=0.01 (repeatable)");
+  app.add_flag("--print-config", print_config, "print the fully resolved config and exit");
+  app.add_option("--resume", resume, "resume: 'auto' (newest complete checkpoint) or a checkpoint folder");
+  app.add_flag("--estimate-memory", estimate, "print the device memory plan (bf16 weights on a GPU) and exit");
+  app.add_option("--device-gib", device_gib, "device memory for --estimate-memory's fit check (GiB)");
+  app.add_flag("--eval-only", eval_only, "report validation loss/perplexity of --resume's checkpoint and exit");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    Config cfg = load_config(config_path, overrides);
+    if (print_config) {
+      std::cout << cfg.to_json().dump(2) << std::endl;
+      return 0;
+    }
+    if (estimate) {
+      std::cout << format_memory_table(plan_memory(cfg, Device::CUDA), device_gib) << std::flush;
+      return 0;
+    }
+    TrainOptions opts;
+    opts.resume = resume;
+    opts.eval_only = eval_only;
+    opts.overrides = overrides;
+    Trainer trainer(cfg, opts);
+    return trainer.run();
+  } catch (const Error& e) {
+    spdlog::default_logger()->flush();
+    std::cerr << "error: " << e.what() << std::endl;
+    return 1;
+  }
+}

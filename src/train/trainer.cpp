@@ -1,0 +1,323 @@
+#include "train/trainer.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <spdlog/spdlog.h>
+
+#include "checkpoint/checkpoint.h"
+#include "core/error.h"
+#include "data/loader.h"
+#include "data/tokenizer.h"
+#include "model/hf_io.h"
+
+namespace gt {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+std::atomic<int> g_stop_signal{0};
+void on_signal(int sig) { g_stop_signal = sig; }
+
+double now_s() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+LoaderOptions loader_options(const Config& cfg, const std::vector<std::string>& shards) {
+  LoaderOptions o;
+  o.shards = shards;
+  o.seq_len = cfg.training.seq_len;
+  o.seed = cfg.training.seed;
+  o.prefetch = cfg.data.prefetch;
+  o.expected_vocab = cfg.model.vocab_size;
+  if (!cfg.data.tokenizer.empty()) {
+    if (!fs::exists(cfg.data.tokenizer))
+      fail("data.tokenizer={}: file not found (see docs/DATA.md to prepare the tokenizer and shards)",
+           cfg.data.tokenizer);
+    o.expected_tokenizer_hash = tokenizer_hash(cfg.data.tokenizer);
+  }
+  return o;
+}
+
+std::string fmt_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  const int64_t t = int64_t(s);
+  if (t >= 3600) return fmt::format("{}h{:02d}m", t / 3600, (t / 60) % 60);
+  if (t >= 60) return fmt::format("{}m{:02d}s", t / 60, t % 60);
+  return fmt::format("{}s", t);
+}
+}  // namespace
+
+Trainer::Trainer(const Config& cfg, const TrainOptions& opts) : cfg_(cfg), opts_(opts) {
+  if (cfg_.training.threads > 0) omp_set_num_threads(cfg_.training.threads);
+  if (!cfg_.model.init_from.empty()) {
+    if (cfg_.model.shape_from_init) {
+      ModelConfig hf = model_config_from_hf(cfg_.model.init_from);
+      hf.init_from = cfg_.model.init_from;
+      hf.shape_from_init = true;
+      hf.max_seq_len = std::max(hf.max_seq_len, cfg_.training.seq_len);
+      cfg_.model = hf;
+    } else {
+      check_hf_shape(cfg_.model, cfg_.model.init_from);
+    }
+  }
+  backend_ = make_backend(cfg_.training.device);
+  const int B = cfg_.training.micro_batch_size, T = cfg_.training.seq_len;
+  model_ = std::make_unique<LlamaModel>(cfg_.model, *backend_, B, T, std::min(B * T, 2048));
+  const bool galore = cfg_.optimizer.name.rfind("galore", 0) == 0;
+  params_ = llama_params(cfg_.model, galore ? cfg_.optimizer.galore.targets : std::vector<std::string>{});
+  optimizer_ = make_optimizer(cfg_.optimizer, params_, *backend_);
+  if (cfg_.optimizer.per_layer_updates) {
+    shared_grad_ = std::make_unique<SharedGradBuffer>(*backend_, params_);
+    shared_grad_->set_consumer([this](int p, const Tensor& g) {
+      optimizer_->on_grad(p, model_->weight(p), g, current_);
+    });
+  } else {
+    full_grads_ = std::make_unique<FullGradients>(*backend_, params_);
+  }
+  batch_.resize(size_t(B) * (T + 1));
+
+  if (cfg_.data.train_shards.empty()) fail("data.train_shards is empty: set it to the token shards (docs/DATA.md)");
+  if (!opts_.eval_only) loader_ = std::make_unique<TrainLoader>(loader_options(cfg_, cfg_.data.train_shards));
+  if (!cfg_.data.val_shards.empty())
+    val_loader_ = std::make_unique<ValLoader>(loader_options(cfg_, cfg_.data.val_shards),
+                                              int64_t(cfg_.eval.batches) * B);
+
+  std::string resume = opts_.resume;
+  if (resume == "auto") {
+    auto latest = find_latest_checkpoint(cfg_.checkpoint_dir());
+    if (latest) resume = *latest;
+    else {
+      spdlog::info("--resume auto: no complete checkpoint in {}, starting from scratch", cfg_.checkpoint_dir());
+      resume.clear();
+    }
+  }
+  if (!resume.empty()) {
+    resume_from(resume);
+  } else if (opts_.eval_only) {
+    fail("--eval-only needs --resume <checkpoint> (or auto)");
+  } else if (!cfg_.model.init_from.empty()) {
+    load_hf_weights(*model_, cfg_.model.init_from);
+    spdlog::info("initialised weights from {}", cfg_.model.init_from);
+  } else {
+    model_->init_random(cfg_.training.seed);
+  }
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::resume_from(const std::string& path) {
+  const std::string why = verify_checkpoint(path);
+  if (!why.empty()) fail("--resume {}: {}; pick another checkpoint or use --resume auto", path, why);
+  json st = read_trainer_state(path);
+  // The model shape and optimizer must match; lr, steps and intervals may change.
+  const json& old_cfg = st.at("config");
+  const json new_cfg = cfg_.to_json();
+  for (const char* key : {"vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads"})
+    if (old_cfg["model"][key] != new_cfg["model"][key])
+      fail("--resume {}: model.{} is {} in the checkpoint but {} in the config; resume with the same model shape",
+           path, key, old_cfg["model"][key].dump(), new_cfg["model"][key].dump());
+  for (const char* key : {"name", "per_layer_updates"})
+    if (old_cfg["optimizer"][key] != new_cfg["optimizer"][key])
+      fail("--resume {}: optimizer.{} is {} in the checkpoint but {} in the config; resume with the same optimizer",
+           path, key, old_cfg["optimizer"][key].dump(), new_cfg["optimizer"][key].dump());
+  for (auto& [section, keys] : new_cfg.items())
+    for (auto& [key, value] : keys.items())
+      if (old_cfg.contains(section) && old_cfg[section].contains(key) && old_cfg[section][key] != value)
+        spdlog::info("resume: {}.{} changed from {} to {}", section, key, old_cfg[section][key].dump(), value.dump());
+  load_checkpoint_weights(*model_, path);
+  load_checkpoint_optimizer(*optimizer_, path);
+  state_.step = st.at("step").get<int64_t>();
+  state_.tokens = st.at("tokens").get<int64_t>();
+  state_.prev_grad_norm = st.at("prev_grad_norm").get<double>();
+  state_.skipped_steps = st.value("skipped_steps", int64_t(0));
+  state_.elapsed_s = st.value("elapsed_s", 0.0);
+  if (loader_) loader_->restore(st.at("data_position"));
+  spdlog::info("resumed from {} at step {}", path, state_.step);
+}
+
+void Trainer::save_checkpoint(const std::string& reason) {
+  json st = {{"step", state_.step},
+             {"tokens", state_.tokens},
+             {"prev_grad_norm", state_.prev_grad_norm},
+             {"skipped_steps", state_.skipped_steps},
+             {"elapsed_s", state_.elapsed_s + (now_s() - run_start_)},
+             {"data_position", loader_ ? loader_->position() : json()},
+             {"config", cfg_.to_json()},
+             {"config_hash", cfg_.hash()},
+             {"version", GALORE_VERSION},
+             {"reason", reason}};
+  try {
+    const std::string path = write_checkpoint(cfg_.checkpoint_dir(), state_.step, *model_, *optimizer_, st);
+    spdlog::info("checkpoint {} ({})", path, reason);
+    prune_checkpoints(cfg_.checkpoint_dir(), cfg_.checkpoint.keep_last);
+  } catch (const Error& e) {
+    if (cfg_.checkpoint.on_write_error == "continue") {
+      spdlog::error("checkpoint at step {} failed: {}; continuing (checkpoint.on_write_error=continue)", state_.step,
+                    e.what());
+      return;
+    }
+    throw Error(fmt::format("checkpoint at step {} failed: {}; earlier checkpoints are intact. Set "
+                            "checkpoint.on_write_error=continue to keep training anyway",
+                            state_.step, e.what()));
+  }
+}
+
+double Trainer::train_step() {
+  const int n_micro = cfg_.grad_accum_steps();
+  const int64_t step = state_.step;
+  const double lr = lr_at(cfg_.schedule, cfg_.optimizer.lr, step, cfg_.training.max_steps);
+  const double clip = cfg_.training.grad_clip;
+  const bool per_tensor = clip > 0 && cfg_.training.clip_mode == "per_tensor";
+  current_ = StepInfo{step, lr, 1.0, per_tensor ? clip : 0.0, 0, n_micro};
+  if (cfg_.optimizer.per_layer_updates && clip > 0 && !per_tensor && state_.prev_grad_norm > clip)
+    current_.clip_scale = clip / state_.prev_grad_norm;  // per-layer: the previous step's global norm
+
+  double loss_sum = 0.0;
+  bool finite = true;
+  for (int micro = 0; micro < n_micro && finite; ++micro) {
+    loader_->next_batch(cfg_.training.micro_batch_size, batch_.data());
+    const double loss = model_->forward(batch_.data());
+    if (!std::isfinite(loss)) {
+      finite = false;
+      break;
+    }
+    loss_sum += loss;
+    current_.micro = micro;
+    if (shared_grad_) {
+      model_->backward(*shared_grad_, 1.0f / float(n_micro));
+    } else {
+      full_grads_->set_accumulate(micro > 0);
+      model_->backward(*full_grads_, 1.0f / float(n_micro));
+    }
+  }
+  state_.tokens += int64_t(n_micro) * cfg_.training.micro_batch_size * cfg_.training.seq_len;
+  if (!finite) {
+    state_.skipped_steps++;
+    if (cfg_.training.nan_policy == "stop")
+      fail("non-finite loss at step {}; stopping (training.nan_policy=stop). The last checkpoint holds the last "
+           "good state",
+           step);
+    spdlog::warn("non-finite loss at step {}: step skipped ({} so far)", step, state_.skipped_steps);
+    optimizer_->take_grad_sq_norm();
+    state_.step++;
+    return NAN;
+  }
+  if (full_grads_) {
+    // All-at-once: exact global norm, then one per-weight step each.
+    double sq = 0.0;
+    for (int p = 0; p < model_->num_params(); ++p) sq += backend_->sum_squares(full_grads_->grad(p));
+    const double norm = std::sqrt(sq);
+    if (clip > 0 && !per_tensor && norm > clip) current_.clip_scale = clip / norm;
+    current_.micro = 0;
+    current_.n_micro = 1;
+    for (int p = 0; p < model_->num_params(); ++p)
+      optimizer_->on_grad(p, model_->weight(p), full_grads_->grad(p), current_);
+  }
+  state_.prev_grad_norm = std::sqrt(optimizer_->take_grad_sq_norm());
+  const int64_t bad = optimizer_->take_nonfinite_count();
+  if (bad) spdlog::warn("step {}: {} non-finite gradient elements were skipped", step, bad);
+  state_.step++;
+  return loss_sum / n_micro;
+}
+
+double Trainer::evaluate() {
+  if (!val_loader_) return NAN;
+  const int B = cfg_.training.micro_batch_size;
+  double sum = 0.0;
+  int n = 0;
+  for (int64_t first = 0; first + B <= val_loader_->num_windows(); first += B) {
+    val_loader_->window_batch(first, B, batch_.data());
+    sum += model_->forward(batch_.data());
+    ++n;
+  }
+  if (n == 0) fail("validation shards hold fewer than {} windows of {} tokens; add data or lower micro_batch_size", B,
+                   cfg_.training.seq_len + 1);
+  return sum / n;
+}
+
+void Trainer::log_step(double loss, double grad_norm, double step_seconds) {
+  const double elapsed = now_s() - run_start_;
+  const int64_t tokens_per_step =
+      int64_t(cfg_.training.total_batch_size) * cfg_.training.seq_len;
+  const double tps = steps_this_run_ > 0 ? double(steps_this_run_ * tokens_per_step) / elapsed : 0.0;
+  const double eta = steps_this_run_ > 0
+                         ? elapsed / double(steps_this_run_) * double(cfg_.training.max_steps - state_.step)
+                         : NAN;
+  const double lr = current_.lr;
+  spdlog::info("step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad norm {:.3f} | {:.0f} tok/s | {} elapsed | eta {}",
+               state_.step, cfg_.training.max_steps, loss, lr, grad_norm, tps, fmt_duration(elapsed + state_.elapsed_s),
+               fmt_duration(eta));
+  metrics_.write({{"step", state_.step},
+                  {"loss", loss},
+                  {"lr", lr},
+                  {"grad_norm", grad_norm},
+                  {"tokens", state_.tokens},
+                  {"tokens_per_s", tps},
+                  {"step_s", step_seconds},
+                  {"elapsed_s", elapsed + state_.elapsed_s},
+                  {"eta_s", std::isfinite(eta) ? json(eta) : json(nullptr)},
+                  {"skipped_steps", state_.skipped_steps}});
+}
+
+int Trainer::run() {
+  run_start_ = now_s();
+  std::error_code ec;
+  fs::create_directories(cfg_.logging.dir, ec);
+  if (ec) fail("logging.dir={}: cannot create it: {}", cfg_.logging.dir, ec.message());
+  metrics_.open(cfg_.logging.dir + "/metrics.jsonl", state_.step > 0 || opts_.eval_only);
+  spdlog::info("backend {} | model {:.2f}M params | {} | micro-batch {}x{} | accumulation {} | {} steps",
+               backend_->name(), double(model_->num_weights()) / 1e6, optimizer_->name(),
+               cfg_.training.micro_batch_size, cfg_.training.seq_len, cfg_.grad_accum_steps(),
+               cfg_.training.max_steps);
+
+  if (opts_.eval_only) {
+    const double vl = evaluate();
+    spdlog::info("eval at step {}: val loss {:.4f} | val ppl {:.2f}", state_.step, vl, std::exp(vl));
+    metrics_.write({{"step", state_.step}, {"val_loss", vl}, {"val_ppl", std::exp(vl)}, {"eval_only", true}});
+    return 0;
+  }
+
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  const int64_t every = cfg_.logging.every > 0 ? cfg_.logging.every : 1;
+  while (state_.step < cfg_.training.max_steps) {
+    const double t0 = now_s();
+    const double loss = train_step();
+    ++steps_this_run_;
+    if (std::isfinite(loss)) {
+      loss_accum_for_log_ += loss;
+      loss_count_for_log_++;
+    }
+    const bool last = state_.step == cfg_.training.max_steps;
+    if (state_.step % every == 0 || last || state_.step == 1) {
+      log_step(loss_count_for_log_ ? loss_accum_for_log_ / loss_count_for_log_ : NAN, state_.prev_grad_norm,
+               now_s() - t0);
+      loss_accum_for_log_ = 0.0;
+      loss_count_for_log_ = 0;
+    }
+    if (val_loader_ && ((cfg_.eval.every > 0 && state_.step % cfg_.eval.every == 0) || last)) {
+      const double vl = evaluate();
+      spdlog::info("eval at step {}: val loss {:.4f} | val ppl {:.2f}", state_.step, vl, std::exp(vl));
+      metrics_.write({{"step", state_.step}, {"tokens", state_.tokens}, {"val_loss", vl}, {"val_ppl", std::exp(vl)}});
+    }
+    const bool stop = g_stop_signal != 0;
+    if ((cfg_.checkpoint.every > 0 && state_.step % cfg_.checkpoint.every == 0) || last || stop)
+      save_checkpoint(stop ? "signal" : (last ? "final" : "periodic"));
+    if (stop) {
+      spdlog::warn("stopped by signal {} after step {}; resume with --resume auto", int(g_stop_signal), state_.step);
+      return 128 + g_stop_signal;
+    }
+  }
+  spdlog::info("done: {} steps, {} tokens, {} skipped steps", state_.step, state_.tokens, state_.skipped_steps);
+  return 0;
+}
+
+}  // namespace gt

@@ -1,0 +1,79 @@
+// The training loop: data -> model forward/backward -> per-weight optimizer
+// step, with gradient accumulation, clipping, evaluation, logging and
+// checkpoints. Layers talk through small interfaces: TrainLoader (data),
+// LlamaModel + GradSink (model), Optimizer (per weight), Backend (ops).
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "backend/backend.h"
+#include "config/config.h"
+#include "model/grads.h"
+#include "model/llama.h"
+#include "optim/optimizer.h"
+#include "train/metrics.h"
+
+namespace gt {
+
+class TrainLoader;
+class ValLoader;
+
+struct TrainOptions {
+  std::string resume;            // "", "auto" or a checkpoint path
+  bool eval_only = false;
+  std::vector<std::string> overrides;  // --set values, logged when resuming
+};
+
+// Counters that make a resume exact (saved in trainer_state.json).
+struct TrainState {
+  int64_t step = 0;              // optimizer steps done
+  int64_t tokens = 0;            // training tokens consumed
+  double prev_grad_norm = 0.0;   // for clip_mode=global under per-layer updates
+  int64_t skipped_steps = 0;     // non-finite loss steps skipped
+  double elapsed_s = 0.0;        // wall time of earlier segments
+};
+
+class Trainer {
+ public:
+  Trainer(const Config& cfg, const TrainOptions& opts);
+  ~Trainer();
+  // Runs to training.max_steps (or until SIGINT/SIGTERM); returns the exit code.
+  int run();
+  // Validation loss over eval.batches batches (mean over tokens).
+  double evaluate();
+
+  // Access for tests and tools.
+  LlamaModel& model() { return *model_; }
+  Optimizer& optimizer() { return *optimizer_; }
+  const TrainState& state() const { return state_; }
+  const Config& config() const { return cfg_; }
+  // One optimizer step; returns the mean training loss (NaN if skipped).
+  double train_step();
+  void save_checkpoint(const std::string& reason);
+
+ private:
+  void resume_from(const std::string& path);
+  void log_step(double loss, double grad_norm, double step_seconds);
+
+  Config cfg_;
+  TrainOptions opts_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<LlamaModel> model_;
+  std::vector<ParamInfo> params_;  // with GaLore targets marked
+  std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<FullGradients> full_grads_;
+  std::unique_ptr<SharedGradBuffer> shared_grad_;
+  std::unique_ptr<TrainLoader> loader_;
+  std::unique_ptr<ValLoader> val_loader_;
+  std::vector<int32_t> batch_;  // [micro_batch, seq_len + 1]
+  MetricsLog metrics_;
+  TrainState state_;
+  StepInfo current_{};
+  double run_start_ = 0.0;
+  int64_t steps_this_run_ = 0;
+  double loss_accum_for_log_ = 0.0;
+  int loss_count_for_log_ = 0;
+};
+
+}  // namespace gt

@@ -1,0 +1,282 @@
+// GaLore projectors: sides, exact and randomized refresh, warm start, moment reprojection.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include <Eigen/Dense>
+
+#include "config/config.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "optim/projector.h"
+
+using namespace gt;
+
+namespace {
+
+using RMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+Eigen::MatrixXd random_orthonormal(int64_t d, int64_t k, uint64_t seed) {
+  Rng rng(seed);
+  Eigen::MatrixXd x(d, k);
+  for (int64_t j = 0; j < k; ++j)
+    for (int64_t i = 0; i < d; ++i) x(i, j) = rng.normal();
+  Eigen::HouseholderQR<Eigen::MatrixXd> qr(x);
+  return qr.householderQ() * Eigen::MatrixXd::Identity(d, k);
+}
+
+// G [m, n] row-major = U diag(s) Vᵀ with s_i = decay^i, plus optional noise.
+std::vector<float> synthetic(int64_t m, int64_t n, double decay, uint64_t seed, double noise = 0.0) {
+  const int64_t k = std::min(m, n);
+  const Eigen::MatrixXd U = random_orthonormal(m, k, seed), V = random_orthonormal(n, k, seed + 1);
+  Eigen::VectorXd s(k);
+  for (int64_t i = 0; i < k; ++i) s(i) = std::pow(decay, double(i));
+  Eigen::MatrixXd G = U * s.asDiagonal() * V.transpose();
+  if (noise > 0) {
+    Rng rng(seed + 2);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) G(i, j) += noise * rng.normal();
+  }
+  RMat gf = G.cast<float>();
+  return std::vector<float>(gf.data(), gf.data() + m * n);
+}
+
+std::vector<float> transpose(const std::vector<float>& b, int64_t r, int64_t n) {  // [r, n] -> [n, r]
+  std::vector<float> t(size_t(r * n));
+  for (int64_t i = 0; i < r; ++i)
+    for (int64_t j = 0; j < n; ++j) t[size_t(j * r + i)] = b[size_t(i * n + j)];
+  return t;
+}
+
+double orthonormality_error(const std::vector<float>& p, int64_t d, int64_t r) {  // p [d, r]
+  Eigen::Map<const RMat> P(p.data(), d, r);
+  return (P.transpose() * P - Eigen::MatrixXf::Identity(r, r)).cwiseAbs().maxCoeff();
+}
+
+}  // namespace
+
+TEST(Projector, Sides) {
+  auto g = make_proj_geom("std", 96, 40, 8);  // tall: right, [96, 8]
+  EXPECT_EQ(g.side, ProjSide::Right);
+  EXPECT_EQ(g.rows(), 96);
+  EXPECT_EQ(g.cols(), 8);
+  EXPECT_EQ(g.b_numel(), 8 * 40);
+  EXPECT_EQ(g.a_numel(), 0);
+  g = make_proj_geom("std", 48, 80, 8);  // wide: left, [8, 80]
+  EXPECT_EQ(g.side, ProjSide::Left);
+  EXPECT_EQ(g.rows(), 8);
+  EXPECT_EQ(g.cols(), 80);
+  EXPECT_EQ(g.a_numel(), 48 * 8);
+  EXPECT_EQ(make_proj_geom("std", 64, 64, 8).side, ProjSide::Right);  // m >= n
+  EXPECT_EQ(make_proj_geom("reverse_std", 96, 40, 8).side, ProjSide::Left);
+  EXPECT_EQ(make_proj_geom("reverse_std", 48, 80, 8).side, ProjSide::Right);
+  EXPECT_EQ(make_proj_geom("left", 96, 40, 8).side, ProjSide::Left);
+  EXPECT_EQ(make_proj_geom("right", 48, 80, 8).side, ProjSide::Right);
+  g = make_proj_geom("full", 48, 80, 8);
+  EXPECT_EQ(g.side, ProjSide::Both);
+  EXPECT_EQ(g.numel(), 64);
+  EXPECT_EQ(g.a_numel() + g.b_numel(), 48 * 8 + 8 * 80);
+  EXPECT_EQ(make_proj_geom("std", 6, 5, 8).r, 5);  // rank capped by the smaller dimension
+  EXPECT_THROW(make_proj_geom("sideways", 4, 4, 2), Error);
+  EXPECT_THROW(make_proj_geom("std", 4, 4, 0), Error);
+}
+
+TEST(Projector, ExactSvdProjectsOntoTopSubspace) {
+  const int64_t m = 60, n = 90, r = 6;
+  auto G = synthetic(m, n, 0.5, 1);
+  std::vector<float> U(size_t(m * r)), Vt(size_t(r * n));
+  svd_top(G.data(), m, n, r, U.data(), Vt.data());
+  EXPECT_LT(orthonormality_error(U, m, r), 1e-5);
+  EXPECT_LT(orthonormality_error(transpose(Vt, r, n), n, r), 1e-5);
+  // Left and right projections capture the same energy: |AᵀG|² = |G Bᵀ|² = Σ s_i², i < r.
+  GaloreConfig cfg;
+  cfg.projector = "svd";
+  double expect = 0;
+  for (int i = 0; i < r; ++i) expect += std::pow(0.25, i);
+  for (const char* type : {"left", "right", "full"}) {
+    const ProjGeom geo = make_proj_geom(type, m, n, int(r));
+    std::vector<float> A(size_t(geo.a_numel())), B(size_t(geo.b_numel())), R(size_t(geo.numel()));
+    compute_projector(cfg, geo, G.data(), 0, nullptr, nullptr, A.data(), B.data());
+    galore_project(geo, A.data(), B.data(), G.data(), R.data());
+    double e = 0;
+    for (float x : R) e += double(x) * x;
+    EXPECT_NEAR(e, expect, 1e-4) << type;
+    // Projecting back then again is the identity on the projected space.
+    std::vector<float> back(size_t(m * n)), R2(size_t(geo.numel()));
+    galore_project_back(geo, A.data(), B.data(), R.data(), back.data());
+    galore_project(geo, A.data(), B.data(), back.data(), R2.data());
+    for (size_t i = 0; i < R.size(); ++i) EXPECT_NEAR(R2[i], R[i], 1e-5) << type;
+  }
+}
+
+TEST(Projector, RandomizedMatchesSvdOnFastDecay) {
+  // Spectrum decay^i, r = 8, p = 8, q = 1: the range finder's subspace error
+  // scales like (sigma_{r+p}/sigma_r)^(2q+1) = decay^24 (times a modest
+  // constant), so: decay 0.5 -> sin(largest principal angle) < 1e-3, decay
+  // 0.7 -> < 1e-2. A wrong method gives ~1 (see the control). (r stays small
+  // so that sigma_r's gap is far above the float32 noise of G.)
+  const int64_t m = 200, n = 120, r = 8;
+  for (double decay : {0.5, 0.7}) {
+    auto G = synthetic(m, n, decay, 7);
+    std::vector<float> Us(size_t(m * r)), Ur(size_t(m * r)), Vs(size_t(r * n)), Vr(size_t(r * n));
+    svd_top(G.data(), m, n, r, Us.data(), Vs.data());
+    randomized_svd_top(G.data(), m, n, r, 8, 1, nullptr, 42, Ur.data(), Vr.data());
+    EXPECT_LT(orthonormality_error(Ur, m, r), 1e-5);
+    const double sl = subspace_sin_angle(Us.data(), Ur.data(), m, r);
+    const double sr = subspace_sin_angle(transpose(Vs, r, n).data(), transpose(Vr, r, n).data(), n, r);
+    std::printf("randomized (p=8, q=1) vs SVD, decay %.1f: sin angle left %.2e right %.2e\n", decay, sl, sr);
+    const double bound = decay == 0.5 ? 1e-3 : 1e-2;
+    EXPECT_LT(sl, bound);
+    EXPECT_LT(sr, bound);
+    // Control: against a different (random) subspace the angle is large.
+    const Eigen::MatrixXd other = random_orthonormal(m, r, 99);
+    RMat of = other.cast<float>();
+    EXPECT_GT(subspace_sin_angle(Us.data(), of.data(), m, r), 0.5);
+  }
+}
+
+TEST(Projector, PowerIterationsImproveSlowDecay) {
+  const int64_t m = 150, n = 100, r = 16;
+  auto G = synthetic(m, n, 0.9, 8);
+  std::vector<float> Us(size_t(m * r)), U0(size_t(m * r)), U2(size_t(m * r));
+  svd_top(G.data(), m, n, r, Us.data(), nullptr);
+  randomized_svd_top(G.data(), m, n, r, 8, 0, nullptr, 5, U0.data(), nullptr);
+  randomized_svd_top(G.data(), m, n, r, 8, 2, nullptr, 5, U2.data(), nullptr);
+  const double s0 = subspace_sin_angle(Us.data(), U0.data(), m, r), s2 = subspace_sin_angle(Us.data(), U2.data(), m, r);
+  std::printf("decay 0.9: sin angle q=0 %.3e, q=2 %.3e\n", s0, s2);
+  EXPECT_LT(s2, 0.5 * s0);
+}
+
+TEST(Projector, RandomizedIsDeterministicPerSeed) {
+  const int64_t m = 80, n = 50, r = 8;
+  auto G = synthetic(m, n, 0.8, 3, 1e-3);
+  std::vector<float> a(size_t(m * r)), b(size_t(m * r)), c(size_t(m * r));
+  randomized_svd_top(G.data(), m, n, r, 4, 1, nullptr, 11, a.data(), nullptr);
+  randomized_svd_top(G.data(), m, n, r, 4, 1, nullptr, 11, b.data(), nullptr);
+  randomized_svd_top(G.data(), m, n, r, 4, 1, nullptr, 12, c.data(), nullptr);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+}
+
+TEST(Projector, WarmStart) {
+  const int64_t m = 150, n = 100, r = 16;
+  // Slow decay: a cold sketch with q = 1 is visibly off.
+  auto G_prev = synthetic(m, n, 0.9, 21);
+  auto G = G_prev;
+  {
+    auto noise = synthetic(m, n, 0.9, 77);
+    for (size_t i = 0; i < G.size(); ++i) G[i] += 0.02f * noise[i];
+  }
+  std::vector<float> prev(size_t(m * r)), exact(size_t(m * r)), cold(size_t(m * r)), warm(size_t(m * r));
+  svd_top(G_prev.data(), m, n, r, prev.data(), nullptr);
+  svd_top(G.data(), m, n, r, exact.data(), nullptr);
+  randomized_svd_top(G.data(), m, n, r, 4, 1, nullptr, 9, cold.data(), nullptr);
+  randomized_svd_top(G.data(), m, n, r, 4, 1, prev.data(), 9, warm.data(), nullptr);
+  const double sc = subspace_sin_angle(exact.data(), cold.data(), m, r);
+  const double sw = subspace_sin_angle(exact.data(), warm.data(), m, r);
+  std::printf("warm start (q=1, p=4): sin angle cold %.3e, warm %.3e\n", sc, sw);
+  EXPECT_LT(sw, 0.5 * sc);
+  // Warm start from the exact subspace with no iterations returns that subspace.
+  std::vector<float> same(size_t(m * r));
+  randomized_svd_top(G.data(), m, n, r, 0, 0, exact.data(), 9, same.data(), nullptr);
+  EXPECT_LT(subspace_sin_angle(exact.data(), same.data(), m, r), 1e-4);
+}
+
+TEST(Projector, RandomizedAlignsSignsWithPrevious) {
+  const int64_t m = 40, n = 90, r = 6;
+  auto G = synthetic(m, n, 0.5, 31);
+  GaloreConfig cfg;
+  cfg.projector = "randomized";
+  cfg.oversampling = 6;
+  cfg.power_iters = 1;
+  for (const char* type : {"left", "right", "full"}) {
+    for (bool warm : {false, true}) {
+      cfg.warm_start = warm;
+      const ProjGeom geo = make_proj_geom(type, m, n, int(r));
+      std::vector<float> A0(size_t(geo.a_numel())), B0(size_t(geo.b_numel())), A1 = A0, B1 = B0;
+      cfg.projector = "svd";
+      compute_projector(cfg, geo, G.data(), 1, nullptr, nullptr, A0.data(), B0.data());
+      // Flip the signs of the "previous" projector: the new one must follow them.
+      for (auto& x : A0) x = -x;
+      for (auto& x : B0) x = -x;
+      cfg.projector = "randomized";
+      compute_projector(cfg, geo, G.data(), 2, A0.empty() ? nullptr : A0.data(), B0.empty() ? nullptr : B0.data(),
+                        A1.data(), B1.data());
+      if (!A0.empty()) {
+        Eigen::Map<const RMat> P0(A0.data(), m, r), P1(A1.data(), m, r);
+        const Eigen::MatrixXf M = P1.transpose() * P0;
+        for (int i = 0; i < r; ++i) EXPECT_GT(M(i, i), 0.99f) << type << " warm=" << warm;
+      }
+      if (!B0.empty()) {
+        Eigen::Map<const RMat> P0(B0.data(), r, n), P1(B1.data(), r, n);
+        const Eigen::MatrixXf M = P1 * P0.transpose();
+        for (int i = 0; i < r; ++i) EXPECT_GT(M(i, i), 0.99f) << type << " warm=" << warm;
+      }
+    }
+  }
+}
+
+TEST(Projector, NonFiniteGradientElementsAreIgnoredByRefresh) {
+  const int64_t m = 30, n = 20, r = 4;
+  auto G = synthetic(m, n, 0.5, 4);
+  GaloreConfig cfg;
+  cfg.projector = "svd";
+  const ProjGeom geo = make_proj_geom("left", m, n, int(r));
+  std::vector<float> A(size_t(m * r));
+  G[3] = NAN;
+  G[50] = INFINITY;
+  compute_projector(cfg, geo, G.data(), 0, nullptr, nullptr, A.data(), nullptr);
+  for (float x : A) EXPECT_TRUE(std::isfinite(x));
+  EXPECT_LT(orthonormality_error(A, m, r), 1e-5);
+}
+
+TEST(Projector, ReprojectIdentityKeepsMoments) {
+  const int64_t m = 30, n = 20, r = 4;
+  auto G = synthetic(m, n, 0.5, 5);
+  for (const char* type : {"left", "right", "full"}) {
+    GaloreConfig cfg;
+    cfg.projector = "svd";
+    const ProjGeom geo = make_proj_geom(type, m, n, int(r));
+    std::vector<float> A(size_t(geo.a_numel())), B(size_t(geo.b_numel()));
+    compute_projector(cfg, geo, G.data(), 0, nullptr, nullptr, A.data(), B.data());
+    Rng rng(1);
+    std::vector<float> mo(size_t(geo.numel())), v(size_t(geo.numel()));
+    for (auto& x : mo) x = float(rng.normal());
+    for (auto& x : v) x = float(rng.uniform());
+    auto m2 = mo, v2 = v;
+    reproject_moments(geo, A.data(), B.data(), A.data(), B.data(), m2.data(), v2.data());
+    for (size_t i = 0; i < mo.size(); ++i) {
+      EXPECT_NEAR(m2[i], mo[i], 1e-5) << type;
+      EXPECT_NEAR(v2[i], v[i], 1e-5) << type;
+    }
+  }
+}
+
+TEST(Projector, ReprojectRotatedBasisIsConsistent) {
+  // P_new = P_old·Q (same span, rotated basis): the first moment's full-space
+  // image P·m is unchanged, and v stays non-negative.
+  const int64_t m = 30, n = 24, r = 5;
+  auto G = synthetic(m, n, 0.5, 6);
+  GaloreConfig cfg;
+  cfg.projector = "svd";
+  const Eigen::MatrixXf Q = random_orthonormal(r, r, 17).cast<float>();  // [r, r]
+  for (const char* type : {"left", "right", "full"}) {
+    const ProjGeom geo = make_proj_geom(type, m, n, int(r));
+    std::vector<float> A(size_t(geo.a_numel())), B(size_t(geo.b_numel())), A2 = A, B2 = B;
+    compute_projector(cfg, geo, G.data(), 0, nullptr, nullptr, A.data(), B.data());
+    if (!A.empty()) Eigen::Map<RMat>(A2.data(), m, r) = Eigen::Map<const RMat>(A.data(), m, r) * Q;
+    if (!B.empty()) Eigen::Map<RMat>(B2.data(), r, n) = Q.transpose() * Eigen::Map<const RMat>(B.data(), r, n);
+    Rng rng(2);
+    std::vector<float> mo(size_t(geo.numel())), v(size_t(geo.numel()));
+    for (auto& x : mo) x = float(rng.normal());
+    for (auto& x : v) x = float(rng.uniform());
+    auto m2 = mo, v2 = v;
+    reproject_moments(geo, A.data(), B.data(), A2.data(), B2.data(), m2.data(), v2.data());
+    std::vector<float> full_old(size_t(m * n)), full_new(size_t(m * n));
+    galore_project_back(geo, A.data(), B.data(), mo.data(), full_old.data());
+    galore_project_back(geo, A2.data(), B2.data(), m2.data(), full_new.data());
+    for (size_t i = 0; i < full_old.size(); ++i) EXPECT_NEAR(full_new[i], full_old[i], 1e-5) << type;
+    for (float x : v2) EXPECT_GE(x, 0.0f) << type;
+  }
+}
