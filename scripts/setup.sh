@@ -25,3 +25,5 @@ fi
 JOBS=$(nproc)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$JOBS"
+# Sample shards for the quickstart and the tests (fast, idempotent).
+bash data_tools/prepare_sample.sh build/bin

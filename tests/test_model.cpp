@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <cstring>
 
 #include "backend/backend.h"
 #include "fd_util.h"
@@ -96,6 +97,24 @@ TEST(Model, SharedBufferSinkSeesTheSameGradients) {
   EXPECT_EQ(int(order.size()), model.num_params());  // every weight exactly once
   EXPECT_EQ(order.front(), model.num_params() - 1);  // lm_head first
   EXPECT_EQ(order.back(), 0);                        // embeddings last
+}
+
+TEST(Model, RecomputeGivesBitIdenticalGradientsWithLessMemory) {
+  const Shape s{19, 16, 28, 3, 4, 2, 2, 5};
+  auto be = make_cpu_backend();
+  LlamaModel plain(make_cfg(s), *be, s.B, s.T, 0, false), recompute(make_cfg(s), *be, s.B, s.T, 0, true);
+  plain.init_random(4);
+  recompute.init_random(4);
+  auto tokens = random_tokens(s.B, s.T, s.V, 8);
+  EXPECT_EQ(plain.forward(tokens.data()), recompute.forward(tokens.data()));
+  FullGradients ga(*be, plain.params()), gb(*be, recompute.params());
+  plain.backward(ga);
+  recompute.backward(gb);
+  for (int p = 0; p < plain.num_params(); ++p)
+    ASSERT_EQ(0, std::memcmp(ga.grad(p).data, gb.grad(p).data, ga.grad(p).nbytes())) << plain.params()[size_t(p)].name;
+  EXPECT_LT(recompute.activation_bytes(), plain.activation_bytes());
+  EXPECT_EQ(recompute.activation_bytes(),
+            arena_bytes(llama_activation_specs(make_cfg(s), s.B, s.T, DType::F32, s.B * s.T, true)));
 }
 
 TEST(Model, ForwardIsDeterministicAndInitMatchesGaloreConvention) {

@@ -25,6 +25,10 @@ class Backend {
   virtual void download(void* dst, const void* src, size_t bytes) = 0;  // device -> host
   virtual void zero(const Tensor& t) = 0;
   virtual void synchronize() = 0;
+  // Bytes of device memory in use (progress display; 0 if unknown) and the
+  // peak dense bf16/fp32 FLOP/s of the device for MFU (0 if unknown).
+  virtual size_t memory_in_use() const { return 0; }
+  virtual double peak_flops() const { return 0.0; }
   // fp32 host values into a tensor of the compute dtype, and back.
   virtual void upload_f32(const Tensor& dst, const float* src) = 0;
   virtual void download_f32(float* dst, const Tensor& src) = 0;

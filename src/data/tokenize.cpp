@@ -278,23 +278,28 @@ TokenizeStats tokenize_corpus(const TokenizeOptions& opt) {
   TokenizeStats st;
   st.files = nfiles;
 
-  // Resume from an earlier manifest made with the same settings.
-  bool have_manifest = file_size(manifest_path) >= 0;
-  if (have_manifest && !opt.overwrite) {
-    json old;
+  // Resume from an earlier manifest made with the same settings and inputs.
+  json old;
+  std::string mismatch;  // why the earlier run's shards cannot be reused
+  const bool have_manifest = file_size(manifest_path) >= 0;
+  if (have_manifest) {
     try {
       old = json::parse(read_file(manifest_path));
+      json old_settings = old.value("settings", json::object());
+      for (auto& [k, v] : settings.items())
+        if (mismatch.empty() && old_settings.value(k, json()) != v)
+          mismatch = fmt::format("other settings ({}: {} there, {} now)", k, old_settings.value(k, json()).dump(), v.dump());
+      if (mismatch.empty() && source_ids(old.value("sources", json::array())) != source_ids(sources))
+        mismatch = "other input files";
+      if (mismatch.empty() && !(old.contains("train") && old.contains("val"))) mismatch = "an unreadable manifest.json";
     } catch (const json::exception& e) {
-      fail("{}: not valid JSON ({}); delete it or pass --overwrite", manifest_path, e.what());
+      mismatch = fmt::format("an unreadable manifest.json ({})", e.what());
     }
-    json old_settings = old.value("settings", json::object());
-    for (auto& [k, v] : settings.items())
-      if (old_settings.value(k, json()) != v)
-        fail("{} holds shards made with other settings ({}: {} there, {} now); use another --output or "
-             "pass --overwrite to replace them", opt.output, k, old_settings.value(k, json()).dump(), v.dump());
-    if (source_ids(old.value("sources", json::array())) != source_ids(sources))
-      fail("{} holds shards made from other input files; use another --output or pass --overwrite",
-           opt.output);
+    if (!mismatch.empty() && !opt.overwrite)
+      fail("{} holds shards made with {}; use another --output or pass --overwrite to replace them", opt.output,
+           mismatch);
+  }
+  if (have_manifest && mismatch.empty()) {
     for (auto& sw : split) {
       const json& listed = old.at(sw.name).at("shards");
       for (auto& e : listed) {
@@ -308,10 +313,10 @@ TokenizeStats tokenize_corpus(const TokenizeOptions& opt) {
       st.shards_kept += int64_t(sw.shards.size());
     }
     files_done = old.value("files_done", json::array());
-  } else if (opt.overwrite || !have_manifest) {
+  } else {
     bool any = false;
     for (auto& n : list_dir(opt.output)) any |= is_shard_name(n);
-    if (any && !opt.overwrite)
+    if (any && !have_manifest && !opt.overwrite)
       fail("{} has shard files but no manifest.json; use an empty --output or pass --overwrite", opt.output);
     for (auto& n : list_dir(opt.output))
       if (is_shard_name(n) || n == "manifest.json") ::unlink((opt.output + "/" + n).c_str());

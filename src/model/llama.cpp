@@ -40,7 +40,8 @@ std::vector<ParamInfo> llama_params(const ModelConfig& cfg, const std::vector<st
   return p;
 }
 
-std::vector<BufferSpec> llama_activation_specs(const ModelConfig& cfg, int B, int T, DType dt, int logits_rows) {
+std::vector<BufferSpec> llama_activation_specs(const ModelConfig& cfg, int B, int T, DType dt, int logits_rows,
+                                               bool recompute) {
   const int64_t N = int64_t(B) * T, C = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size;
   const int64_t NH = cfg.num_heads, KV = cfg.kv_heads(), D = cfg.head_dim();
   const int64_t R = logits_rows > 0 ? std::min<int64_t>(logits_rows, N) : N;
@@ -51,6 +52,7 @@ std::vector<BufferSpec> llama_activation_specs(const ModelConfig& cfg, int B, in
   for (int l = 0; l < cfg.num_layers; ++l) {
     const std::string p = "layer" + std::to_string(l) + ".";
     s.push_back({p + "x", dt, {N, C}});
+    if (recompute && l > 0) continue;  // layer 0's buffers are shared by all layers
     s.push_back({p + "ln1", dt, {N, C}});
     s.push_back({p + "rstd1", f32, {N}});
     s.push_back({p + "q", dt, {B, T, NH, D}});
@@ -83,8 +85,8 @@ std::vector<BufferSpec> llama_activation_specs(const ModelConfig& cfg, int B, in
   return s;
 }
 
-LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, int B, int T, int logits_rows)
-    : cfg_(cfg), be_(backend), B_(B), T_(T), logits_rows_(logits_rows) {
+LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, int B, int T, int logits_rows, bool recompute)
+    : cfg_(cfg), be_(backend), B_(B), T_(T), logits_rows_(logits_rows), recompute_(recompute) {
   params_ = llama_params(cfg, {});
   embed_ = 0;
   for (int l = 0; l < cfg.num_layers; ++l) {
@@ -100,14 +102,21 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, int B, int T, i
                                                                  : std::vector<int64_t>{p.rows, p.cols}});
   weights_ = weight_arena_.allocate(be_, wspecs);
 
-  auto v = act_arena_.allocate(be_, llama_activation_specs(cfg, B, T, be_.compute_dtype(), logits_rows));
+  auto v = act_arena_.allocate(be_, llama_activation_specs(cfg, B, T, be_.compute_dtype(), logits_rows, recompute));
   size_t i = 0;
   tokens_ = v[i++];
   targets_ = v[i++];
   for (int l = 0; l < cfg.num_layers; ++l) {
     LayerActs a;
-    for (Tensor* t : {&a.x, &a.ln1, &a.rstd1, &a.q, &a.k, &a.v, &a.att, &a.lse, &a.mid, &a.ln2, &a.rstd2, &a.gate,
-                      &a.up, &a.h})
+    a.x = v[i++];
+    if (recompute && l > 0) {
+      LayerActs shared = acts_[0];
+      shared.x = a.x;
+      acts_.push_back(shared);
+      continue;
+    }
+    for (Tensor* t : {&a.ln1, &a.rstd1, &a.q, &a.k, &a.v, &a.att, &a.lse, &a.mid, &a.ln2, &a.rstd2, &a.gate, &a.up,
+                      &a.h})
       *t = v[i++];
     acts_.push_back(a);
   }
@@ -161,9 +170,8 @@ void LlamaModel::upload_weight_bytes(int i, const void* src) {
 }
 
 double LlamaModel::forward(const int32_t* tokens) {
-  const int B = B_, T = T_, N = B * T, C = cfg_.hidden_size, I = cfg_.intermediate_size;
-  const int NH = cfg_.num_heads, KV = cfg_.kv_heads(), D = cfg_.head_dim();
-  const float eps = float(cfg_.rms_norm_eps), theta = float(cfg_.rope_theta);
+  const int B = B_, T = T_, N = B * T;
+  const float eps = float(cfg_.rms_norm_eps);
   for (int b = 0; b < B; ++b)
     for (int t = 0; t < T; ++t) {
       host_inputs_[size_t(b * T + t)] = tokens[b * (T + 1) + t];
@@ -178,34 +186,37 @@ double LlamaModel::forward(const int32_t* tokens) {
   be_.upload(targets_.data, host_targets_.data(), size_t(N) * 4);
 
   be_.embedding_forward(acts_[0].x, tokens_, W(embed_));
-  for (int l = 0; l < cfg_.num_layers; ++l) {
-    const Layer& L = layers_[size_t(l)];
-    LayerActs& a = acts_[size_t(l)];
-    const Tensor& x_next = l + 1 < cfg_.num_layers ? acts_[size_t(l + 1)].x : x_final_;
-    be_.rmsnorm_forward(a.ln1, a.rstd1, a.x, W(L.ln1), eps);
-    be_.matmul_forward(reshape(a.q, {N, NH * D}), a.ln1, W(L.q));
-    be_.matmul_forward(reshape(a.k, {N, KV * D}), a.ln1, W(L.k));
-    be_.matmul_forward(reshape(a.v, {N, KV * D}), a.ln1, W(L.v));
-    be_.rope_forward(a.q, theta);
-    be_.rope_forward(a.k, theta);
-    be_.attention_forward(a.att, a.lse, a.q, a.k, a.v);
-    be_.matmul_forward(a.mid, reshape(a.att, {N, NH * D}), W(L.o));
-    be_.residual_add(a.mid, a.mid, a.x);
-    be_.rmsnorm_forward(a.ln2, a.rstd2, a.mid, W(L.ln2), eps);
-    be_.matmul_forward(a.gate, a.ln2, W(L.gate));
-    be_.matmul_forward(a.up, a.ln2, W(L.up));
-    be_.swiglu_forward(a.h, a.gate, a.up);
-    be_.matmul_forward(x_next, a.h, W(L.down));
-    be_.residual_add(x_next, x_next, a.mid);
-  }
+  for (int l = 0; l < cfg_.num_layers; ++l) layer_forward(l, true);
   be_.rmsnorm_forward(lnf_, rstdf_, x_final_, W(normf_), eps);
   be_.classifier(losses_, Tensor{}, Tensor{}, lnf_, W(lm_head_), targets_, 0.0f, false, logits_);
   be_.download(host_losses_.data(), losses_.data, size_t(N) * 4);
   double sum = 0.0;
   for (float x : host_losses_) sum += x;
-  (void)C;
-  (void)I;
   return sum / N;
+}
+
+void LlamaModel::layer_forward(int l, bool write_output) {
+  const int N = B_ * T_, NH = cfg_.num_heads, KV = cfg_.kv_heads(), D = cfg_.head_dim();
+  const float eps = float(cfg_.rms_norm_eps), theta = float(cfg_.rope_theta);
+  const Layer& L = layers_[size_t(l)];
+  LayerActs& a = acts_[size_t(l)];
+  be_.rmsnorm_forward(a.ln1, a.rstd1, a.x, W(L.ln1), eps);
+  be_.matmul_forward(reshape(a.q, {N, NH * D}), a.ln1, W(L.q));
+  be_.matmul_forward(reshape(a.k, {N, KV * D}), a.ln1, W(L.k));
+  be_.matmul_forward(reshape(a.v, {N, KV * D}), a.ln1, W(L.v));
+  be_.rope_forward(a.q, theta);
+  be_.rope_forward(a.k, theta);
+  be_.attention_forward(a.att, a.lse, a.q, a.k, a.v);
+  be_.matmul_forward(a.mid, reshape(a.att, {N, NH * D}), W(L.o));
+  be_.residual_add(a.mid, a.mid, a.x);
+  be_.rmsnorm_forward(a.ln2, a.rstd2, a.mid, W(L.ln2), eps);
+  be_.matmul_forward(a.gate, a.ln2, W(L.gate));
+  be_.matmul_forward(a.up, a.ln2, W(L.up));
+  be_.swiglu_forward(a.h, a.gate, a.up);
+  if (!write_output) return;  // recompute: x[l+1] is already stored
+  const Tensor& x_next = l + 1 < cfg_.num_layers ? acts_[size_t(l + 1)].x : x_final_;
+  be_.matmul_forward(x_next, a.h, W(L.down));
+  be_.residual_add(x_next, x_next, a.mid);
 }
 
 Tensor LlamaModel::grad_for(GradSink& sink, int param, bool* acc) {
@@ -236,6 +247,7 @@ void LlamaModel::backward(GradSink& sink, float dloss_scale) {
   for (int l = cfg_.num_layers - 1; l >= 0; --l) {
     const Layer& L = layers_[size_t(l)];
     LayerActs& a = acts_[size_t(l)];
+    if (recompute_) layer_forward(l, false);  // refill the shared layer buffers
     // MLP: dresid holds dL/dx[l+1]
     g = grad_for(sink, L.down, &acc);
     be_.matmul_backward(dh_, g, dresid_, a.h, W(L.down), false, acc);

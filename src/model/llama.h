@@ -23,7 +23,10 @@ namespace gt {
 std::vector<ParamInfo> llama_params(const ModelConfig& cfg, const std::vector<std::string>& galore_targets);
 
 // Activation buffers for micro-batch B x T (the memory planner's source of truth).
-std::vector<BufferSpec> llama_activation_specs(const ModelConfig& cfg, int B, int T, DType dtype, int logits_rows);
+// With recompute, only each layer's input x is kept; one set of layer buffers
+// is shared and refilled by re-running a layer's forward before its backward.
+std::vector<BufferSpec> llama_activation_specs(const ModelConfig& cfg, int B, int T, DType dtype, int logits_rows,
+                                               bool recompute = false);
 
 // Where backward puts each weight gradient, and who is told when it is complete.
 class GradSink {
@@ -37,7 +40,8 @@ class GradSink {
 class LlamaModel {
  public:
   // logits_rows: rows of the lm_head workspace (0 = all N rows, keeps logits for inspection).
-  LlamaModel(const ModelConfig& cfg, Backend& backend, int B, int T, int logits_rows = 0);
+  // recompute: keep only layer inputs and recompute each layer in backward.
+  LlamaModel(const ModelConfig& cfg, Backend& backend, int B, int T, int logits_rows = 0, bool recompute = false);
 
   const ModelConfig& config() const { return cfg_; }
   const std::vector<ParamInfo>& params() const { return params_; }
@@ -77,11 +81,14 @@ class LlamaModel {
     Tensor x, ln1, rstd1, q, k, v, att, lse, mid, ln2, rstd2, gate, up, h;
   };
   const Tensor& W(int i) const { return weights_[size_t(i)]; }
+  // Layer l's forward from acts_[l].x; writes x[l+1] unless only recomputing.
+  void layer_forward(int l, bool write_output);
   Tensor grad_for(GradSink& sink, int param, bool* acc);
 
   ModelConfig cfg_;
   Backend& be_;
   int B_, T_, logits_rows_;
+  bool recompute_;
   std::vector<ParamInfo> params_;
   std::vector<Layer> layers_;
   int embed_ = 0, normf_ = 0, lm_head_ = 0;

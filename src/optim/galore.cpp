@@ -74,6 +74,7 @@ void GaloreAdamW::on_grad(int index, const Tensor& weight, const Tensor& grad, c
     return;
   }
   GT_ASSERT(weight.dtype == DType::F32 && grad.dtype == DType::F32 && weight.device == Device::CPU);
+  GT_ASSERT(grad.numel() == S.geo.m * S.geo.n && weight.numel() == S.geo.m * S.geo.n);
   const float* g = grad.f32();  // [m, n]
   // The projector for the whole step comes from the first micro-batch's gradient.
   if ((s.micro == 0 && steps_[k] % cfg_.galore.update_proj_gap == 0) || S.refreshes == 0) refresh(k, g);

@@ -167,7 +167,7 @@ void galore_project(const ProjGeom& geo, const float* A, const float* B, const f
   MMap out(R, geo.rows(), geo.cols());
   switch (geo.side) {
     case ProjSide::Left: out.noalias() = CMap(A, geo.m, geo.r).transpose() * G; break;
-    case ProjSide::Right: if (getenv("DBL")) out = (G.cast<double>() * CMap(B, geo.r, geo.n).transpose().cast<double>()).cast<float>(); else out.noalias() = G * CMap(B, geo.r, geo.n).transpose(); break;
+    case ProjSide::Right: out.noalias() = G * CMap(B, geo.r, geo.n).transpose(); break;
     case ProjSide::Both: {
       const RMat t = CMap(A, geo.m, geo.r).transpose() * G;  // [r, n]
       out.noalias() = t * CMap(B, geo.r, geo.n).transpose();

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <spdlog/spdlog.h>
 
@@ -46,6 +47,12 @@ LoaderOptions loader_options(const Config& cfg, const std::vector<std::string>& 
   return o;
 }
 
+// Model FLOPs per trained token: 6 per weight (forward + backward) plus
+// attention scores and values, 12*L*C*T (PaLM's convention, causal not halved).
+double flops_per_token(const ModelConfig& m, int T, int64_t num_weights) {
+  return 6.0 * double(num_weights) + 12.0 * m.num_layers * double(m.hidden_size) * T;
+}
+
 std::string fmt_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
   const int64_t t = int64_t(s);
@@ -56,6 +63,7 @@ std::string fmt_duration(double s) {
 }  // namespace
 
 Trainer::Trainer(const Config& cfg, const TrainOptions& opts) : cfg_(cfg), opts_(opts) {
+  if (const char* s = std::getenv("GALORE_INJECT_NAN_STEP")) inject_nan_step_ = std::atoll(s);
   if (cfg_.training.threads > 0) omp_set_num_threads(cfg_.training.threads);
   if (!cfg_.model.init_from.empty()) {
     if (cfg_.model.shape_from_init) {
@@ -184,7 +192,8 @@ double Trainer::train_step() {
   bool finite = true;
   for (int micro = 0; micro < n_micro && finite; ++micro) {
     loader_->next_batch(cfg_.training.micro_batch_size, batch_.data());
-    const double loss = model_->forward(batch_.data());
+    double loss = model_->forward(batch_.data());
+    if (step == inject_nan_step_) loss = NAN;  // test hook: GALORE_INJECT_NAN_STEP
     if (!std::isfinite(loss)) {
       finite = false;
       break;
@@ -201,10 +210,15 @@ double Trainer::train_step() {
   state_.tokens += int64_t(n_micro) * cfg_.training.micro_batch_size * cfg_.training.seq_len;
   if (!finite) {
     state_.skipped_steps++;
-    if (cfg_.training.nan_policy == "stop")
-      fail("non-finite loss at step {}; stopping (training.nan_policy=stop). The last checkpoint holds the last "
-           "good state",
-           step);
+    if (cfg_.training.nan_policy == "stop") {
+      // The weights are untouched by this step (updates happen after backward,
+      // which did not run), so a checkpoint now holds the last good state.
+      state_.skipped_steps--;
+      save_checkpoint("non-finite loss");
+      fail("non-finite loss at step {}; stopped (training.nan_policy=stop). The checkpoint {}/{} holds the last good "
+           "state",
+           step, cfg_.checkpoint_dir(), checkpoint_name(state_.step));
+    }
     spdlog::warn("non-finite loss at step {}: step skipped ({} so far)", step, state_.skipped_steps);
     optimizer_->take_grad_sq_norm();
     state_.step++;
@@ -243,7 +257,56 @@ double Trainer::evaluate() {
   return sum / n;
 }
 
+void Trainer::check_loss_spike(double loss) {
+  // A z-score over the last kWindow step losses; spikes are logged, not acted on.
+  constexpr size_t kWindow = 50;
+  constexpr double kZ = 4.0;
+  if (!std::isfinite(loss)) return;
+  if (recent_losses_.size() >= 10) {
+    double mean = 0.0, var = 0.0;
+    for (double x : recent_losses_) mean += x;
+    mean /= double(recent_losses_.size());
+    for (double x : recent_losses_) var += (x - mean) * (x - mean);
+    const double sd = std::sqrt(var / double(recent_losses_.size()));
+    const double z = sd > 0 ? (loss - mean) / sd : 0.0;
+    if (z > kZ) {
+      clear_progress();
+      spdlog::warn("loss spike at step {}: {:.4f} is {:.1f} standard deviations above the mean of the last {} steps",
+                   state_.step, loss, z, recent_losses_.size());
+      metrics_.write({{"step", state_.step}, {"event", "loss_spike"}, {"loss", loss}, {"z", z}});
+    }
+  }
+  recent_losses_.push_back(loss);
+  if (recent_losses_.size() > kWindow) recent_losses_.erase(recent_losses_.begin());
+}
+
+void Trainer::clear_progress() {
+  if (progress_line_) {
+    std::fputs("\r\033[K", stdout);
+    std::fflush(stdout);
+  }
+}
+
+void Trainer::show_progress(double loss) {
+  // One updating line on a terminal: step/total, loss, tokens/s, MFU, memory, ETA.
+  if (!progress_line_) return;
+  const double elapsed = now_s() - run_start_;
+  const int64_t tokens_per_step = int64_t(cfg_.training.total_batch_size) * cfg_.training.seq_len;
+  const double tps = double(steps_this_run_ * tokens_per_step) / std::max(elapsed, 1e-9);
+  const double peak = backend_->peak_flops();
+  const std::string mfu =
+      peak > 0 ? fmt::format("{:.1f}%", 100.0 * tps * flops_per_token(cfg_.model, cfg_.training.seq_len,
+                                                                       model_->num_weights()) / peak)
+               : "n/a";
+  const double eta = elapsed / double(steps_this_run_) * double(cfg_.training.max_steps - state_.step);
+  std::fprintf(stdout, "\r\033[Kstep %lld/%d | loss %.4f | %.0f tok/s | MFU %s | mem %.2f GiB | ETA %s",
+               (long long)state_.step, cfg_.training.max_steps, loss, tps, mfu.c_str(),
+               double(backend_->memory_in_use()) / double(1ull << 30), fmt_duration(eta).c_str());
+  std::fflush(stdout);
+}
+
 void Trainer::log_step(double loss, double grad_norm, double step_seconds) {
+  clear_progress();
   const double elapsed = now_s() - run_start_;
   const int64_t tokens_per_step =
       int64_t(cfg_.training.total_batch_size) * cfg_.training.seq_len;
@@ -285,6 +348,7 @@ int Trainer::run() {
     return 0;
   }
 
+  progress_line_ = cfg_.logging.progress == "line" || (cfg_.logging.progress == "auto" && ::isatty(STDOUT_FILENO));
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   const int64_t every = cfg_.logging.every > 0 ? cfg_.logging.every : 1;
@@ -292,6 +356,8 @@ int Trainer::run() {
     const double t0 = now_s();
     const double loss = train_step();
     ++steps_this_run_;
+    check_loss_spike(loss);
+    show_progress(loss);
     if (std::isfinite(loss)) {
       loss_accum_for_log_ += loss;
       loss_count_for_log_++;
@@ -305,6 +371,7 @@ int Trainer::run() {
     }
     if (val_loader_ && ((cfg_.eval.every > 0 && state_.step % cfg_.eval.every == 0) || last)) {
       const double vl = evaluate();
+      clear_progress();
       spdlog::info("eval at step {}: val loss {:.4f} | val ppl {:.2f}", state_.step, vl, std::exp(vl));
       metrics_.write({{"step", state_.step}, {"tokens", state_.tokens}, {"val_loss", vl}, {"val_ppl", std::exp(vl)}});
     }
@@ -312,10 +379,12 @@ int Trainer::run() {
     if ((cfg_.checkpoint.every > 0 && state_.step % cfg_.checkpoint.every == 0) || last || stop)
       save_checkpoint(stop ? "signal" : (last ? "final" : "periodic"));
     if (stop) {
+      clear_progress();
       spdlog::warn("stopped by signal {} after step {}; resume with --resume auto", int(g_stop_signal), state_.step);
       return 128 + g_stop_signal;
     }
   }
+  clear_progress();
   spdlog::info("done: {} steps, {} tokens, {} skipped steps", state_.step, state_.tokens, state_.skipped_steps);
   return 0;
 }

@@ -55,6 +55,9 @@ class Trainer {
  private:
   void resume_from(const std::string& path);
   void log_step(double loss, double grad_norm, double step_seconds);
+  void check_loss_spike(double loss);
+  void show_progress(double loss);
+  void clear_progress();
 
   Config cfg_;
   TrainOptions opts_;
@@ -70,6 +73,9 @@ class Trainer {
   MetricsLog metrics_;
   TrainState state_;
   StepInfo current_{};
+  int64_t inject_nan_step_ = -1;  // test hook (env GALORE_INJECT_NAN_STEP)
+  std::vector<double> recent_losses_;  // loss-spike detection window
+  bool progress_line_ = false;     // one updating terminal line (logging.progress)
   double run_start_ = 0.0;
   int64_t steps_this_run_ = 0;
   double loss_accum_for_log_ = 0.0;

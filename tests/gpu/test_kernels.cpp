@@ -368,14 +368,14 @@ TEST_F(GpuTest, Swiglu) {
   for (int64_t n : {int64_t(1001), int64_t(4096), int64_t(7)}) {
     for (int offset : {0, 1}) {  // offset 1: views not 16-byte aligned (scalar path)
       SCOPED_TRACE(tag("n offset", {long(n), offset}));
-      const auto gate = randn_bf16(size_t(n + offset), 2.0f), up = randn_bf16(size_t(n + offset));
-      const auto dout = randn_bf16(size_t(n + offset));
-      std::vector<float> ref(size_t(n)), ref_dg(size_t(n)), ref_du(size_t(n));
+      const auto gate = randn_bf16(size_t(n + offset), 2.0f), up = randn_bf16(static_cast<size_t>(n + offset));
+      const auto dout = randn_bf16(static_cast<size_t>(n + offset));
+      std::vector<float> ref(static_cast<size_t>(n)), ref_dg(static_cast<size_t>(n)), ref_du(static_cast<size_t>(n));
       swiglu_forward_cpu(ref.data(), gate.data() + offset, up.data() + offset, n);
       swiglu_backward_cpu(ref_dg.data(), ref_du.data(), dout.data() + offset, gate.data() + offset,
                           up.data() + offset, n);
-      Bf16Buf d_gate(gate), d_up(up), d_dout(dout), d_out(size_t(n + offset)), d_dg(size_t(n + offset)),
-          d_du(size_t(n + offset));
+      Bf16Buf d_gate(gate), d_up(up), d_dout(dout), d_out(static_cast<size_t>(n + offset)), d_dg(static_cast<size_t>(n + offset)),
+          d_du(static_cast<size_t>(n + offset));
       d_out.poison();
       d_dg.poison();
       d_du.poison();
@@ -394,10 +394,10 @@ TEST_F(GpuTest, Swiglu) {
 TEST_F(GpuTest, ResidualAdd) {
   for (int64_t n : {int64_t(1001), int64_t(4096)}) {
     SCOPED_TRACE(tag("n", {long(n)}));
-    const auto a = randn_bf16(size_t(n)), b = randn_bf16(size_t(n));
-    std::vector<float> ref(size_t(n));
+    const auto a = randn_bf16(static_cast<size_t>(n)), b = randn_bf16(static_cast<size_t>(n));
+    std::vector<float> ref(static_cast<size_t>(n));
     residual_add_cpu(ref.data(), a.data(), b.data(), n);
-    Bf16Buf d_a(a), d_b(b), d_out(size_t(n));
+    Bf16Buf d_a(a), d_b(b), d_out(static_cast<size_t>(n));
     d_out.poison();
     residual_add_cuda(d_out.p, d_a.p, d_b.p, n, stream);
     residual_add_cuda(d_a.p, d_a.p, d_b.p, n, stream);  // in place: out aliases a
@@ -409,11 +409,11 @@ TEST_F(GpuTest, ResidualAdd) {
 
 TEST_F(GpuTest, SumSquaresScaleConvert) {
   const int64_t n = 100003;
-  const auto x = randn_bf16(size_t(n));
+  const auto x = randn_bf16(static_cast<size_t>(n));
   double ref = 0.0;
   for (float v : x) ref += double(v) * v;
   Bf16Buf d_x(x);
-  DevBuf<float> d_x32(size_t(n));
+  DevBuf<float> d_x32(static_cast<size_t>(n));
   d_x32.upload(x);
   DevBuf<double> d_res(2);
   DevBuf<char> ws(sum_squares_cuda_workspace());
@@ -429,10 +429,10 @@ TEST_F(GpuTest, SumSquaresScaleConvert) {
 
   scale_cuda(d_x.p, 0.5f, n, stream);
   scale_cuda(d_x32.p, 0.5f, n, stream);
-  DevBuf<float> d_back(size_t(n));
+  DevBuf<float> d_back(static_cast<size_t>(n));
   d_back.poison();
   convert_bf16_to_f32_cuda(d_back.p, d_x.p, n, stream);
-  Bf16Buf d_conv(size_t(n));
+  Bf16Buf d_conv(static_cast<size_t>(n));
   d_conv.poison();
   convert_f32_to_bf16_cuda(d_conv.p, d_x32.p, n, stream);
   sync();

@@ -1,0 +1,54 @@
+// Next-token sampling for galore-generate: temperature, top-k and top-p
+// (nucleus) filtering, then a draw from a seeded gt::Rng, so the same seed and
+// the same logits always give the same token.
+//
+// Order (as in Hugging Face generate): logits / temperature -> softmax ->
+// keep the top_k most likely -> keep the smallest most-likely prefix whose
+// mass is >= top_p -> renormalise -> draw.
+//   temperature <= 0      greedy: the argmax (lowest id on ties), no draw
+//   top_k = 0             no top-k filter; top_k = 1 is greedy
+//   top_p >= 1            no top-p filter
+// Non-finite logits (NaN, -inf) never get sampled; all non-finite is an error.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/rng.h"
+
+namespace gt {
+
+struct SamplerOptions {
+  double temperature = 1.0;  // <= 0: greedy
+  int top_k = 0;             // 0: off
+  double top_p = 1.0;        // (0, 1]; 1: off
+};
+
+struct Candidate {
+  int id;
+  double prob;  // renormalised over the kept candidates
+};
+
+class Sampler {
+ public:
+  // Throws gt::Error for temperature NaN, top_k < 0 or top_p outside (0, 1].
+  Sampler(const SamplerOptions& opts, uint64_t seed);
+
+  // Tokens that may be drawn from `logits[vocab]`, most likely first (ties:
+  // lower id first), with probabilities that sum to 1. Greedy gives one.
+  std::vector<Candidate> candidates(const float* logits, int vocab) const;
+
+  // Draws the next token id (the Rng advances only when more than one candidate is left).
+  int sample(const float* logits, int vocab);
+
+  const SamplerOptions& options() const { return opts_; }
+  bool greedy() const { return opts_.temperature <= 0.0 || opts_.top_k == 1; }
+
+ private:
+  SamplerOptions opts_;
+  Rng rng_;
+};
+
+// Index of the largest finite logit (lowest index on ties); throws if none is finite.
+int argmax_logit(const float* logits, int vocab);
+
+}  // namespace gt
