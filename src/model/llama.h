@@ -19,6 +19,10 @@
 
 namespace gt {
 
+// Rows of the lm_head + cross-entropy workspace for N = B*T rows: the fp32
+// logits of at most this many rows exist at once.
+inline int logits_workspace_rows(int N) { return N < 2048 ? N : 2048; }
+
 // Parameter list in HF order with GaLore targets marked.
 std::vector<ParamInfo> llama_params(const ModelConfig& cfg, const std::vector<std::string>& galore_targets);
 

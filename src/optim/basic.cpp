@@ -85,7 +85,7 @@ void Sgd::load_state(const SafetensorsFile& in) {
   for (size_t i = 0; i < momentum_.size(); ++i) momentum_[i] = in.get("momentum." + params_[i].name).to_f32();
 }
 size_t Sgd::state_bytes() const {
-  size_t b = 0;
+  size_t b = accumulator_bytes();
   for (auto& m : momentum_) b += m.size() * 4;
   return b;
 }
@@ -139,7 +139,7 @@ void AdamW::load_state(const SafetensorsFile& in) {
   }
 }
 size_t AdamW::state_bytes() const {
-  size_t b = 0;
+  size_t b = accumulator_bytes();
   for (size_t i = 0; i < m_.size(); ++i) b += (m_[i].size() + v_[i].size()) * 4;
   return b;
 }

@@ -20,6 +20,12 @@ class FullRankBase : public Optimizer {
   // Apply the update for parameter `index` with the final (accumulated,
   // clipped) gradient g[numel]. w is fp32 on the CPU.
   virtual void update(int index, float* w, const float* g, const StepInfo& s) = 0;
+  // Bytes of the per-layer accumulators allocated so far (part of state_bytes()).
+  size_t accumulator_bytes() const {
+    size_t b = 0;
+    for (auto& a : accum_) b += a.size() * sizeof(float);
+    return b;
+  }
   OptimizerConfig cfg_;
   std::vector<ParamInfo> params_;
   std::vector<std::vector<float>> accum_;  // per param, allocated only when n_micro > 1

@@ -31,7 +31,8 @@ MemoryPlan plan_memory(const Config& cfg, Device device) {
   const int n_micro_seen = cfg.optimizer.per_layer_updates ? cfg.grad_accum_steps() : 1;
   p.optim = optimizer_state_bytes(cfg.optimizer, params, n_micro_seen, dtype_size(p.dtype));
   const int N = p.micro_batch * p.seq_len;
-  p.activations = arena_bytes(llama_activation_specs(cfg.model, p.micro_batch, p.seq_len, p.dtype, std::min(N, 2048)));
+  p.activations = arena_bytes(
+      llama_activation_specs(cfg.model, p.micro_batch, p.seq_len, p.dtype, logits_workspace_rows(N), cfg.training.recompute));
   return p;
 }
 

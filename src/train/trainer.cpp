@@ -78,7 +78,8 @@ Trainer::Trainer(const Config& cfg, const TrainOptions& opts) : cfg_(cfg), opts_
   }
   backend_ = make_backend(cfg_.training.device);
   const int B = cfg_.training.micro_batch_size, T = cfg_.training.seq_len;
-  model_ = std::make_unique<LlamaModel>(cfg_.model, *backend_, B, T, std::min(B * T, 2048));
+  model_ = std::make_unique<LlamaModel>(cfg_.model, *backend_, B, T, logits_workspace_rows(B * T),
+                                        cfg_.training.recompute);
   const bool galore = cfg_.optimizer.name.rfind("galore", 0) == 0;
   params_ = llama_params(cfg_.model, galore ? cfg_.optimizer.galore.targets : std::vector<std::string>{});
   optimizer_ = make_optimizer(cfg_.optimizer, params_, *backend_);

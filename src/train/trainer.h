@@ -48,6 +48,7 @@ class Trainer {
   Optimizer& optimizer() { return *optimizer_; }
   const TrainState& state() const { return state_; }
   const Config& config() const { return cfg_; }
+  size_t grad_bytes() const { return full_grads_ ? full_grads_->bytes() : shared_grad_->bytes(); }
   // One optimizer step; returns the mean training loss (NaN if skipped).
   double train_step();
   void save_checkpoint(const std::string& reason);

@@ -1,0 +1,134 @@
+// Trainer-level equivalences on the sample shards (data/sample/shards, made
+// by scripts/setup.sh / data_tools/prepare_sample.sh):
+//  - per-layer updates == all-at-once steps, bit for bit (adamw, galore_adamw)
+//  - gradient accumulation == one big micro-batch (per-layer adamw)
+//  - the same seed and config give a bit-identical run
+//  - gradient clipping is applied in both modes
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "config/config.h"
+#include "train/trainer.h"
+
+using namespace gt;
+
+namespace {
+Config small_config(std::vector<std::string> extra) {
+  std::vector<std::string> o = {"model.hidden_size=64",       "model.intermediate_size=160", "model.num_layers=2",
+                                "model.num_heads=4",          "model.num_kv_heads=2",        "model.max_seq_len=32",
+                                "training.seq_len=32",        "training.micro_batch_size=4", "training.total_batch_size=4",
+                                "training.grad_clip=0",       "training.device=cpu",         "schedule.warmup_steps=2",
+                                "training.max_steps=20",      "logging.dir=/tmp/gt_trainer_test",
+                                "optimizer.galore.rank=8",    "optimizer.galore.update_proj_gap=3",
+                                "optimizer.galore.projector=svd"};
+  o.insert(o.end(), extra.begin(), extra.end());
+  if (!std::filesystem::exists("data/sample/shards/manifest.json"))
+    throw std::runtime_error("sample shards missing: run bash data_tools/prepare_sample.sh build/bin");
+  return load_config("configs/tiny.json", o);
+}
+
+std::vector<std::vector<float>> run_steps(const Config& cfg, int steps, std::vector<double>* losses = nullptr) {
+  Trainer t(cfg, {});
+  for (int i = 0; i < steps; ++i) {
+    const double l = t.train_step();
+    if (losses) losses->push_back(l);
+  }
+  std::vector<std::vector<float>> w;
+  for (int p = 0; p < t.model().num_params(); ++p) w.push_back(t.model().get_weight(p));
+  return w;
+}
+
+double max_rel_diff(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
+  double worst = 0;
+  for (size_t p = 0; p < a.size(); ++p) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a[p].size(); ++i) {
+      num += double(a[p][i] - b[p][i]) * (a[p][i] - b[p][i]);
+      den += double(b[p][i]) * b[p][i];
+    }
+    worst = std::max(worst, std::sqrt(num / den));
+  }
+  return worst;
+}
+}  // namespace
+
+class PerLayer : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(PerLayer, MatchesAllAtOnceBitForBit) {
+  const std::string opt = "optimizer.name=" + GetParam();
+  auto a = run_steps(small_config({opt, "optimizer.per_layer_updates=false"}), 5);
+  auto b = run_steps(small_config({opt, "optimizer.per_layer_updates=true"}), 5);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t p = 0; p < a.size(); ++p) ASSERT_EQ(a[p], b[p]) << "parameter " << p;
+}
+INSTANTIATE_TEST_SUITE_P(Optimizers, PerLayer, ::testing::Values("adamw", "galore_adamw", "adamw8bit",
+                                                                  "galore_adamw8bit"));
+
+TEST(Trainer, AccumulationMatchesOneBigMicroBatch) {
+  for (const char* per_layer : {"optimizer.per_layer_updates=true", "optimizer.per_layer_updates=false"}) {
+    auto big = run_steps(small_config({per_layer, "training.micro_batch_size=8", "training.total_batch_size=8"}), 4);
+    auto acc = run_steps(small_config({per_layer, "training.micro_batch_size=4", "training.total_batch_size=8"}), 4);
+    // same data and math, different summation order: fp32 rounding only
+    EXPECT_LT(max_rel_diff(acc, big), 1e-5) << per_layer;
+  }
+}
+
+TEST(Trainer, SameSeedSameRunBitForBit) {
+  std::vector<double> la, lb;
+  auto a = run_steps(small_config({"optimizer.name=galore_adamw8bit", "optimizer.per_layer_updates=true",
+                                   "training.total_batch_size=8"}),
+                     4, &la);
+  auto b = run_steps(small_config({"optimizer.name=galore_adamw8bit", "optimizer.per_layer_updates=true",
+                                   "training.total_batch_size=8"}),
+                     4, &lb);
+  EXPECT_EQ(la, lb);
+  for (size_t p = 0; p < a.size(); ++p) ASSERT_EQ(a[p], b[p]);
+  auto c = run_steps(small_config({"training.seed=7"}), 1);
+  auto d = run_steps(small_config({}), 1);
+  EXPECT_NE(c[0], d[0]);  // a different seed is a different run
+}
+
+TEST(Trainer, ClippingChangesTheUpdateInBothModes) {
+  // grad_clip tiny: every step is clipped, so the weights differ from an unclipped run.
+  for (const char* per_layer : {"optimizer.per_layer_updates=true", "optimizer.per_layer_updates=false"}) {
+    auto base = run_steps(small_config({per_layer, "optimizer.name=sgd", "optimizer.lr=0.5"}), 3);
+    auto clip = run_steps(small_config({per_layer, "optimizer.name=sgd", "optimizer.lr=0.5", "training.grad_clip=1e-3"}), 3);
+    EXPECT_GT(max_rel_diff(clip, base), 1e-4) << per_layer;
+    auto tensor = run_steps(small_config({per_layer, "optimizer.name=sgd", "optimizer.lr=0.5", "training.grad_clip=1e-3",
+                                          "training.clip_mode=per_tensor"}),
+                            3);
+    EXPECT_GT(max_rel_diff(tensor, base), 1e-4) << per_layer;
+  }
+}
+
+TEST(Trainer, GlobalClipUnderPerLayerUsesThePreviousStepsNorm) {
+  // Step 0 has no previous norm: per-layer + global clip equals the unclipped step 0.
+  auto base = run_steps(small_config({"optimizer.per_layer_updates=true", "optimizer.name=sgd"}), 1);
+  auto clip = run_steps(small_config({"optimizer.per_layer_updates=true", "optimizer.name=sgd", "training.grad_clip=1e-3"}), 1);
+  for (size_t p = 0; p < base.size(); ++p) ASSERT_EQ(base[p], clip[p]);
+  // ... and from step 1 on it scales by clip / previous norm
+  auto base2 = run_steps(small_config({"optimizer.per_layer_updates=true", "optimizer.name=sgd"}), 2);
+  auto clip2 = run_steps(small_config({"optimizer.per_layer_updates=true", "optimizer.name=sgd", "training.grad_clip=1e-3"}), 2);
+  EXPECT_GT(max_rel_diff(clip2, base2), 1e-6);
+}
+
+#include "train/memory_plan.h"
+
+TEST(Trainer, MemoryPlanEqualsWhatIsAllocated) {
+  for (auto extra : std::vector<std::vector<std::string>>{
+           {"optimizer.name=adamw"},
+           {"optimizer.name=galore_adamw8bit", "optimizer.per_layer_updates=true", "training.total_batch_size=8"},
+           {"optimizer.name=adamw8bit", "training.recompute=true"}}) {
+    Config cfg = small_config(extra);
+    Trainer t(cfg, {});
+    t.train_step();  // accumulators are allocated on first use
+    const MemoryPlan plan = plan_memory(cfg, Device::CPU);
+    EXPECT_EQ(plan.weights, t.model().weight_bytes());
+    EXPECT_EQ(plan.activations, t.model().activation_bytes());
+    EXPECT_EQ(plan.grads, t.grad_bytes());
+    EXPECT_EQ(plan.optim.total(), t.optimizer().state_bytes());
+  }
+}
