@@ -40,3 +40,28 @@ void adam8bit_step_cpu(const float* g, float* dir, uint8_t* cm, uint8_t* cv, flo
 void adam32_step_cpu(const float* g, float* dir, float* m, float* v, int64_t n, float beta1, float beta2, float eps);
 
 }  // namespace gt
+
+#ifdef GALORE_WITH_CUDA
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+namespace gt {
+// ---- CUDA (cuda/galore_adam8bit.cu): the same steps on device arrays ----
+// adam8bit_step_cpu on the device: one 256-thread block per absmax block, the
+// block absmax by a max-reduction (order-free, so deterministic). map_m/map_v
+// are device copies of dynamic_map_signed()/dynamic_map_unsigned() [256].
+void adam8bit_step_cuda(const float* g, float* dir, uint8_t* cm, uint8_t* cv, float* am, float* av, int64_t n,
+                        const float* map_m, const float* map_v, float beta1, float beta2, float eps,
+                        cudaStream_t stream);
+// adam32_step_cpu on the device.
+void adam32_step_cuda(const float* g, float* dir, float* m, float* v, int64_t n, float beta1, float beta2, float eps,
+                      cudaStream_t stream);
+// w[n] -= step_size * dir[n]; then w -= decay * w (decoupled weight decay), as
+// apply_adamw_direction (optim/adamw8bit.cpp). Elements whose g is not finite
+// are left alone; g may be null (GaLore: the caller passes the projected-back
+// direction and step_size = lr*bias_correction*scale). w fp32 or bf16.
+void apply_adamw_direction_cuda(float* w, const float* dir, const float* g, int64_t n, float step_size, float decay,
+                                cudaStream_t stream);
+void apply_adamw_direction_cuda(__nv_bfloat16* w, const float* dir, const float* g, int64_t n, float step_size,
+                                float decay, cudaStream_t stream);
+}  // namespace gt
+#endif  // GALORE_WITH_CUDA

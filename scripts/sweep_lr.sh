@@ -27,8 +27,9 @@ LIB="$ROOT/scripts/lib_sweep.py"
 PY="${PYTHON:-python3}"
 
 usage() {
-  sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
   cat <<'EOF'
+
 Options:
   --config FILE          galore-train config (required)
   --out DIR              sweep directory (required)
@@ -135,7 +136,15 @@ say() {
 
 # Decides whether a run is skipped: prints a reason and returns 0 to skip.
 skip_reason() {
-  local run=$1 st
+  local run=$1 st pid
+  # An earlier sweep that was killed outright may have left its galore-train running.
+  if [ -s "$run/train.pid" ]; then
+    pid="$(cat "$run/train.pid")"
+    if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "galore-train.*logging.dir=$run "; then
+      echo "still running as pid $pid (from an earlier sweep); stop it or wait for it"
+      return 0
+    fi
+  fi
   [ -f "$run/sweep_status.json" ] || return 1
   if [ ! -f "$run/sweep_args" ] || ! cmp -s "$run/sweep_args" <(printf '%s\n' "${SIG[@]}"); then
     return 1
@@ -173,6 +182,8 @@ on_signal() {
   local pid
   for pid in "${!RUN_OF[@]}"; do kill -TERM "$pid" 2>/dev/null; done
 }
+# If this script dies unexpectedly, its runs must not go on unsupervised.
+trap 'for p in "${!RUN_OF[@]}"; do kill -TERM "$p" 2>/dev/null; done' EXIT
 trap 'on_signal INT' INT
 trap 'on_signal TERM' TERM
 trap 'on_signal HUP' HUP
@@ -239,7 +250,8 @@ reap_one() {  # waits for one run to end; returns 1 when none is running
     done_pid=""
     wait -n -p done_pid
     rc=$?
-    if [ -n "$done_pid" ] && [ -n "${RUN_OF[$done_pid]:-}" ]; then
+    # (a trapped signal interrupts wait and leaves done_pid unset: wait again)
+    if [ -n "${done_pid:-}" ] && [ -n "${RUN_OF[$done_pid]:-}" ]; then
       finish "$done_pid" "$rc"
       return 0
     fi

@@ -1,6 +1,8 @@
 // Next-token sampler (galore-generate): determinism by seed, greedy edges
 // (temperature 0 / -> 0, top-k = 1), top-k and top-p (nucleus) filtering,
-// draw frequencies, non-finite logits and bad options.
+// draw frequencies, non-finite logits and bad options; and generate_tokens on
+// a small CPU model: padding after the context does not change its logits,
+// greedy generation matches exact-length forwards, seeds, sliding window, stop id.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,7 +10,9 @@
 #include <set>
 #include <vector>
 
+#include "backend/backend.h"
 #include "core/error.h"
+#include "model/llama.h"
 #include "train/sampler.h"
 
 using namespace gt;
@@ -23,7 +27,7 @@ std::vector<float> logits_for(const std::vector<double>& probs) {
 
 std::vector<float> random_logits(int V, uint64_t seed, double scale = 2.0) {
   Rng r(seed);
-  std::vector<float> l(size_t(V));
+  std::vector<float> l(static_cast<size_t>(V));
   for (auto& x : l) x = float(scale * r.normal());
   return l;
 }
@@ -210,4 +214,87 @@ TEST(Sampler, BadOptionsAreErrors) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--top-p"), std::string::npos);
   }
+}
+
+// ---- generate_tokens on a small CPU model ----
+namespace {
+ModelConfig small_model() {
+  ModelConfig c;
+  c.vocab_size = 64;
+  c.hidden_size = 32;
+  c.intermediate_size = 64;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.max_seq_len = 16;
+  c.init_std = 0.3;  // large weights: peaked, context-dependent logits
+  return c;
+}
+const std::vector<int32_t> kContext = {5, 17, 42, 3, 60};
+}  // namespace
+
+TEST(Generate, PaddingAfterTheContextDoesNotChangeItsLogits) {
+  auto be = make_cpu_backend();
+  const int n = int(kContext.size()), V = 64;
+  LlamaModel exact(small_model(), *be, 1, n), padded(small_model(), *be, 1, 12);
+  exact.init_random(7);
+  padded.init_random(7);
+  std::vector<int32_t> a(kContext), b(kContext);
+  a.push_back(0);
+  b.resize(13, 0);
+  for (int pad : {0, 9, 63}) {
+    std::fill(b.begin() + n, b.end(), pad);
+    exact.forward(a.data());
+    padded.forward(b.data());
+    const auto la = exact.logits(), lb = padded.logits();
+    for (int v = 0; v < V; ++v)
+      ASSERT_NEAR(la[size_t(n - 1) * V + v], lb[size_t(n - 1) * V + v], 1e-5) << "pad " << pad << " v " << v;
+  }
+}
+
+TEST(Generate, GreedyMatchesExactLengthForwards) {
+  auto be = make_cpu_backend();
+  LlamaModel model(small_model(), *be, 1, 16);
+  model.init_random(11);
+  Sampler greedy(opts(0.0), 1);
+  const auto got = generate_tokens(model, kContext, 8, greedy, 64);
+  ASSERT_EQ(got.size(), 8u);
+  std::vector<int32_t> ctx = kContext;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const int n = int(ctx.size());
+    LlamaModel m(small_model(), *be, 1, n);
+    m.init_random(11);
+    std::vector<int32_t> t = ctx;
+    t.push_back(0);
+    m.forward(t.data());
+    const auto l = m.logits();
+    EXPECT_EQ(got[i], argmax_logit(l.data() + size_t(n - 1) * 64, 64)) << "token " << i;
+    ctx.push_back(got[i]);
+  }
+}
+
+TEST(Generate, SeedsStopIdSampleVocabAndSlidingWindow) {
+  auto be = make_cpu_backend();
+  LlamaModel model(small_model(), *be, 1, 8);
+  model.init_random(3);
+  auto run = [&](const std::vector<int32_t>& ctx, uint64_t seed, int n, int vocab = 64, int stop = -1) {
+    Sampler s(opts(1.5), seed);
+    return generate_tokens(model, ctx, n, s, vocab, stop);
+  };
+  const auto a = run(kContext, 1, 20), b = run(kContext, 1, 20), c = run(kContext, 2, 20);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  // The stop id ends generation (and is returned).
+  const auto stopped = run(kContext, 1, 20, 64, a[3]);
+  ASSERT_LE(stopped.size(), 4u);
+  EXPECT_EQ(stopped.back(), a[3]);
+  // Only ids below sample_vocab are drawn.
+  for (int32_t t : run(kContext, 4, 30, 10)) EXPECT_LT(t, 10);
+  // Longer than T = 8: only the last 8 tokens matter.
+  std::vector<int32_t> longer = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+  const std::vector<int32_t> tail(longer.end() - 8, longer.end());
+  EXPECT_EQ(run(longer, 5, 12), run(tail, 5, 12));
+  // Bad inputs.
+  Sampler s(opts(1.0), 1);
+  EXPECT_THROW(generate_tokens(model, {}, 3, s, 64), Error);
+  EXPECT_THROW(generate_tokens(model, {64}, 3, s, 64), Error);
 }

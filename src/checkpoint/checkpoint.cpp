@@ -129,7 +129,9 @@ std::string xxh64_file_hex(const std::string& path) {
     h.update(buf.data(), size_t(n));
   }
   ::close(fd);
-  return fmt::format("{:016x}", h.digest());
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h.digest()));
+  return hex;
 }
 
 // ---------------------------------------------------------------------------
@@ -306,7 +308,11 @@ std::string verify_impl(const std::string& path) {
 }
 }  // namespace
 
-std::string checkpoint_name(int64_t step) { return fmt::format("step_{:08d}", step); }
+std::string checkpoint_name(int64_t step) {
+  char name[32];
+  std::snprintf(name, sizeof name, "step_%08lld", static_cast<long long>(step));
+  return name;
+}
 
 int64_t checkpoint_step(const std::string& n) {
   if (n.rfind("step_", 0) != 0 || n.size() < 13 || n.size() > 23) return -1;
@@ -373,15 +379,13 @@ void prune_checkpoints(const std::string& root, int keep_last, int64_t current_s
   if (!fs::is_directory(root, ec)) return;
   if (current_step < 0) current_step = g_last_written_step;
   std::vector<std::pair<int64_t, std::string>> complete;
+  std::vector<fs::path> scratch;
   for (auto& e : fs::directory_iterator(root, ec)) {
     const std::string name = e.path().filename().string();
     if (name.rfind(kTmpPrefix, 0) == 0 || name.rfind(kOldPrefix, 0) == 0) {
       // scratch folder of a writer that died (a live writer's is left alone)
       const long pid = pid_of_scratch(name);
-      if (pid != long(::getpid()) && !process_alive(pid)) {
-        std::error_code ec2;
-        fs::remove_all(e.path(), ec2);
-      }
+      if (pid != long(::getpid()) && !process_alive(pid)) scratch.push_back(e.path());
       continue;
     }
     const int64_t step = checkpoint_step(name);
@@ -389,12 +393,23 @@ void prune_checkpoints(const std::string& root, int keep_last, int64_t current_s
     std::error_code ec2;
     if (e.is_directory(ec2) && looks_complete(e.path())) complete.push_back({step, e.path().string()});
   }
+  for (auto& p : scratch) {
+    std::error_code ec2;
+    fs::remove_all(p, ec2);
+  }
   if (keep_last <= 0) return;
   std::sort(complete.rbegin(), complete.rend());
   for (size_t i = size_t(keep_last); i < complete.size(); ++i) {
     if (complete[i].first == current_step) continue;
+    // Rename first, so a kill mid-delete leaves a scratch folder (deleted
+    // next time), never a half-deleted step_ folder.
     std::error_code ec2;
-    fs::remove_all(complete[i].second, ec2);
+    const std::string doomed =
+        root + "/" + kOldPrefix + checkpoint_name(complete[i].first) + "_" + std::to_string(::getpid());
+    fs::remove_all(doomed, ec2);
+    fs::rename(complete[i].second, doomed, ec2);
+    if (!ec2) fs::remove_all(doomed, ec2);
+    else fs::remove_all(complete[i].second, ec2);
     if (ec2) spdlog::warn("could not remove old checkpoint {}: {}", complete[i].second, ec2.message());
     else spdlog::info("removed old checkpoint {}", complete[i].second);
   }

@@ -154,15 +154,19 @@ struct TrainLoader::Impl {
   }
 
   void run() {
+    // Produce in small groups outside the lock, then publish them at once.
+    std::vector<Window> group;
     for (;;) {
+      size_t room;
       {
         std::unique_lock<std::mutex> lk(mu);
         cv.wait(lk, [&] { return stop || q.size() < capacity; });
         if (stop) return;
+        room = std::min<size_t>(capacity - q.size(), 32);
       }
-      Window w;
+      group.resize(room);
       try {
-        produce(producer, &w);
+        for (auto& w : group) produce(producer, &w);
       } catch (...) {
         std::lock_guard<std::mutex> lk(mu);
         error = std::current_exception();
@@ -170,7 +174,7 @@ struct TrainLoader::Impl {
         return;
       }
       std::lock_guard<std::mutex> lk(mu);
-      q.push_back(std::move(w));
+      for (auto& w : group) q.push_back(std::move(w));
       cv.notify_all();
     }
   }
@@ -231,15 +235,16 @@ void TrainLoader::next_batch(int B, int32_t* tokens) {
   m.capacity = std::max(m.capacity, size_t(m.o.prefetch) * size_t(B));
   if (!m.thread.joinable()) m.thread = std::thread([&m] { m.run(); });
   m.cv.notify_all();
+  // Take the whole batch in one go (one wake-up per batch, not per window).
+  m.cv.wait(lk, [&] { return m.q.size() >= size_t(B) || m.error; });
+  if (m.q.size() < size_t(B)) std::rethrow_exception(m.error);
   for (int b = 0; b < B; b++) {
-    m.cv.wait(lk, [&] { return !m.q.empty() || m.error; });
-    if (m.q.empty()) std::rethrow_exception(m.error);
-    Impl::Window w = std::move(m.q.front());
-    m.q.pop_front();
-    m.cv.notify_all();
+    const Impl::Window& w = m.q[size_t(b)];
     std::copy(w.tokens.begin(), w.tokens.end(), tokens + size_t(b) * T1);
     m.consumer = w.after;
   }
+  m.q.erase(m.q.begin(), m.q.begin() + B);
+  m.cv.notify_all();
 }
 
 json TrainLoader::position() const {

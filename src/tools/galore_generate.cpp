@@ -141,28 +141,15 @@ int main(int argc, char** argv) {
     spdlog::info("checkpoint {} (step {}) | {} | {:.2f}M params | window {} | prompt {} tokens", ckpt,
                  st.value("step", int64_t(-1)), backend->name(), double(model.num_weights()) / 1e6, T, ctx.size());
 
-    std::vector<int32_t> window(size_t(T) + 1, 0);  // positions >= n are padding (never attended to)
     const double t0 = now_s();
-    int generated = 0;
-    bool hit_eos = false;
-    for (; generated < max_tokens; ++generated) {
-      const size_t n = std::min(ctx.size(), size_t(T));
-      std::fill(window.begin(), window.end(), 0);
-      std::copy(ctx.end() - std::ptrdiff_t(n), ctx.end(), window.begin());
-      model.forward(window.data());
-      const std::vector<float> logits = model.logits();  // [T, V]
-      const int next = sampler.sample(logits.data() + (n - 1) * size_t(V), sample_vocab);
-      ctx.push_back(next);
-      if (!ignore_eos && next == tok.eos_id()) {
-        hit_eos = true;
-        ++generated;
-        break;
-      }
-    }
+    const std::vector<int32_t> gen =
+        generate_tokens(model, ctx, max_tokens, sampler, sample_vocab, ignore_eos ? -1 : tok.eos_id());
     const double secs = now_s() - t0;
 
+    const int generated = int(gen.size());
+    const bool hit_eos = !ignore_eos && generated > 0 && gen.back() == tok.eos_id();
     std::vector<int> out_ids(ctx.begin(), ctx.end());
-    if (hit_eos) out_ids.pop_back();
+    out_ids.insert(out_ids.end(), gen.begin(), gen.end() - (hit_eos ? 1 : 0));
     std::cout << tok.decode(out_ids) << std::endl;
     spdlog::info("{} tokens in {:.2f} s ({:.1f} tokens/s){}", generated, secs, generated / std::max(secs, 1e-9),
                  hit_eos ? ", stopped at EOS" : "");

@@ -1,12 +1,44 @@
 // galore-shard-info: print a token shard's header and decode a sample of it.
 //   galore-shard-info data/sample/shards/train_00000.bin --tokenizer data/sample/tokenizer.model
+//   galore-shard-info --bench 'data/sample/shards/train_*.bin'   (TrainLoader windows/s)
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 
 #include "core/error.h"
+#include "data/loader.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
+
+namespace {
+
+// Streams windows through TrainLoader (prefetch thread included) for `seconds`.
+int bench_loader(const std::string& glob, int seq_len, int B, int prefetch, double seconds) {
+  gt::LoaderOptions o;
+  o.shards = {glob};
+  o.seq_len = seq_len;
+  o.prefetch = prefetch;
+  gt::TrainLoader loader(o);
+  std::vector<int32_t> buf(size_t(B) * size_t(seq_len + 1));
+  const auto t0 = std::chrono::steady_clock::now();
+  int64_t windows = 0;
+  double sec = 0;
+  int64_t sink = 0;
+  while (sec < seconds) {
+    loader.next_batch(B, buf.data());
+    sink += buf[0];
+    windows += B;
+    sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  std::printf("loader: %.0f windows/s (%.1f M tokens/s), seq_len %d, batch %d, prefetch %d, %lld tokens in shards, "
+              "%.2f epochs in %.1f s (checksum %lld)\n", windows / sec, windows * double(seq_len) / sec / 1e6, seq_len, B,
+              prefetch, (long long)loader.total_tokens(), double(windows) / double(loader.windows_per_epoch()), sec,
+              (long long)sink);
+  return 0;
+}
+
+}  // namespace
 
 using namespace gt;
 
@@ -14,12 +46,21 @@ int main(int argc, char** argv) {
   CLI::App app{"galore-shard-info: print a token shard's header and a sample of its tokens"};
   std::string path, tokenizer;
   int64_t offset = 0, count = 64;
-  app.add_option("shard", path, "a .bin shard made by galore-tokenize")->required();
+  bool bench = false;
+  int seq_len = 256, batch = 16, prefetch = 4;
+  double seconds = 3;
+  app.add_option("shard", path, "a .bin shard made by galore-tokenize (with --bench: a glob of shards)")->required();
   app.add_option("--tokenizer", tokenizer, "sentencepiece .model to decode the sample with");
   app.add_option("--offset", offset, "first token of the sample")->capture_default_str();
   app.add_option("--tokens,-n", count, "tokens in the sample (0 = header only)")->capture_default_str();
+  app.add_flag("--bench", bench, "measure TrainLoader throughput over the shards instead");
+  app.add_option("--seq-len", seq_len, "--bench: window is seq_len+1 tokens")->capture_default_str();
+  app.add_option("--batch", batch, "--bench: windows per next_batch call")->capture_default_str();
+  app.add_option("--prefetch", prefetch, "--bench: batches prefetched")->capture_default_str();
+  app.add_option("--seconds", seconds, "--bench: how long to measure")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
+    if (bench) return bench_loader(path, seq_len, batch, prefetch, seconds);
     Shard s(path);
     const ShardHeader& h = s.header();
     std::printf("shard          %s\n", path.c_str());

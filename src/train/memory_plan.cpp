@@ -15,6 +15,7 @@ MemoryPlan plan_memory(const Config& cfg, Device device) {
   p.dtype = device == Device::CPU || cfg.training.dtype == "fp32" ? DType::F32 : DType::BF16;
   p.micro_batch = cfg.training.micro_batch_size;
   p.seq_len = cfg.training.seq_len;
+  p.accum_steps = cfg.grad_accum_steps();
   const bool galore = cfg.optimizer.name.rfind("galore", 0) == 0;
   const auto params = llama_params(cfg.model, galore ? cfg.optimizer.galore.targets : std::vector<std::string>{});
   std::vector<BufferSpec> wspecs;
@@ -39,8 +40,9 @@ MemoryPlan plan_memory(const Config& cfg, Device device) {
 std::string format_memory_table(const MemoryPlan& p, double device_gib) {
   auto gib = [](size_t b) { return double(b) / double(1ull << 30); };
   std::ostringstream o;
-  o << fmt::format("memory plan: {:.2f}B parameters, {} {} weights, micro-batch {}x{}\n", double(p.num_weights) / 1e9,
-                   p.device == Device::CUDA ? "GPU" : "CPU", dtype_name(p.dtype), p.micro_batch, p.seq_len);
+  o << fmt::format("memory plan: {:.2f}B parameters, {} {} weights, micro-batch {}x{}, {} micro-batches per step\n",
+                   double(p.num_weights) / 1e9, p.device == Device::CUDA ? "GPU" : "CPU", dtype_name(p.dtype),
+                   p.micro_batch, p.seq_len, p.accum_steps);
   o << fmt::format("| {:<34} | {:>10} |\n|{:-<36}|{:->12}|\n", "arena", "GiB", "", "");
   auto row = [&](const std::string& name, size_t b) { o << fmt::format("| {:<34} | {:>10.3f} |\n", name, gib(b)); };
   row("weights", p.weights);

@@ -15,7 +15,7 @@ struct MemoryPlan {
   std::string config_name;
   Device device;
   DType dtype;             // weights and activations
-  int micro_batch, seq_len;
+  int micro_batch, seq_len, accum_steps;
   int64_t num_weights;
   size_t weights = 0;
   size_t grads = 0;        // full gradient arena, or the one reused buffer (per-layer updates)

@@ -4,14 +4,27 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 
 #include "core/error.h"
+#include "core/fs_util.h"
 
 namespace gt {
 
-void MetricsLog::open(const std::string& path, bool append) {
+void MetricsLog::open(const std::string& path, int64_t resume_step) {
   path_ = path;
-  f_ = std::fopen(path.c_str(), append ? "a" : "w");
+  if (resume_step > 0 && std::filesystem::exists(path)) {
+    std::ifstream in(path);
+    std::string line, kept;
+    while (std::getline(in, line)) {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded()) continue;  // a torn last line of a killed run
+      if (!j.contains("step") || j["step"].get<int64_t>() <= resume_step) kept += line + "\n";
+    }
+    write_file_atomic(path, kept);
+  }
+  f_ = std::fopen(path.c_str(), resume_step > 0 ? "a" : "w");
   if (!f_) fail("cannot open metrics file {}: {}", path, std::strerror(errno));
 }
 

@@ -10,8 +10,10 @@ namespace gt {
 class MetricsLog {
  public:
   MetricsLog() = default;
-  // append = true when resuming (records after the resume step are dropped by the reader).
-  void open(const std::string& path, bool append);
+  // Opens for appending; when resuming at `resume_step` > 0, records of later
+  // steps (written after that checkpoint by the run that died) are dropped
+  // first, so the file reads as one uninterrupted run. resume_step 0 truncates.
+  void open(const std::string& path, int64_t resume_step);
   ~MetricsLog();
   void write(const nlohmann::json& record);
   const std::string& path() const { return path_; }

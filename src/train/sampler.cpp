@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "model/llama.h"
 
 namespace gt {
 
@@ -74,6 +75,30 @@ int Sampler::sample(const float* logits, int vocab) {
     if (u < cum) return x.id;
   }
   return c.back().id;  // u within rounding of 1
+}
+
+std::vector<int32_t> generate_tokens(LlamaModel& model, const std::vector<int32_t>& context, int max_tokens,
+                                     Sampler& sampler, int sample_vocab, int stop_id) {
+  if (model.B() != 1) fail("generate_tokens: the model must have B = 1 (got {})", model.B());
+  if (context.empty()) fail("generate_tokens: the context is empty; start with at least one token");
+  const int T = model.T(), V = model.config().vocab_size;
+  if (sample_vocab <= 0 || sample_vocab > V) sample_vocab = V;
+  for (int32_t id : context)
+    if (id < 0 || id >= V) fail("generate_tokens: token id {} is outside the model's vocabulary [0, {})", id, V);
+  std::vector<int32_t> ctx = context, out;
+  std::vector<int32_t> window(size_t(T) + 1, 0);
+  for (int i = 0; i < max_tokens; ++i) {
+    const size_t n = std::min(ctx.size(), size_t(T));
+    std::fill(window.begin(), window.end(), 0);
+    std::copy(ctx.end() - std::ptrdiff_t(n), ctx.end(), window.begin());
+    model.forward(window.data());
+    const std::vector<float> logits = model.logits();  // [T, V]
+    const int next = sampler.sample(logits.data() + (n - 1) * size_t(V), sample_vocab);
+    ctx.push_back(next);
+    out.push_back(next);
+    if (next == stop_id) break;
+  }
+  return out;
 }
 
 }  // namespace gt

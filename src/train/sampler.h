@@ -17,6 +17,8 @@
 
 namespace gt {
 
+class LlamaModel;
+
 struct SamplerOptions {
   double temperature = 1.0;  // <= 0: greedy
   int top_k = 0;             // 0: off
@@ -50,5 +52,15 @@ class Sampler {
 
 // Index of the largest finite logit (lowest index on ties); throws if none is finite.
 int argmax_logit(const float* logits, int vocab);
+
+// Autoregressive generation without a KV cache: for each new token the
+// context is placed at positions 0..n-1 of the model's [1, T] window (the rest
+// padded with token 0, which causal attention hides from position n-1), the
+// forward is rerun and the logits at n-1 are sampled. Contexts longer than T
+// keep their last T tokens. `model` needs B = 1 and logits_rows = 0.
+// Stops after max_tokens or when stop_id (>= 0) is drawn (it is included).
+// Only ids < sample_vocab are drawn (the tokenizer's vocabulary).
+std::vector<int32_t> generate_tokens(LlamaModel& model, const std::vector<int32_t>& context, int max_tokens,
+                                     Sampler& sampler, int sample_vocab, int stop_id = -1);
 
 }  // namespace gt

@@ -336,7 +336,8 @@ int Trainer::run() {
   std::error_code ec;
   fs::create_directories(cfg_.logging.dir, ec);
   if (ec) fail("logging.dir={}: cannot create it: {}", cfg_.logging.dir, ec.message());
-  metrics_.open(cfg_.logging.dir + "/metrics.jsonl", state_.step > 0 || opts_.eval_only);
+  // --eval-only appends after everything (its record is at the checkpoint's step).
+  metrics_.open(cfg_.logging.dir + "/metrics.jsonl", opts_.eval_only ? INT64_MAX : state_.step);
   spdlog::info("backend {} | model {:.2f}M params | {} | micro-batch {}x{} | accumulation {} | {} steps",
                backend_->name(), double(model_->num_weights()) / 1e6, optimizer_->name(),
                cfg_.training.micro_batch_size, cfg_.training.seq_len, cfg_.grad_accum_steps(),

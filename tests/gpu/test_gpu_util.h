@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <stdexcept>
@@ -98,6 +99,7 @@ inline void expect_close(const std::string& what, const std::vector<float>& out,
   EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << out.size() << " elements are NaN/inf (unwritten?)";
   const double e = rel_err(out, ref);
   EXPECT_LE(e, tol) << what << ": relative error " << e << " > " << tol;
+  if (std::getenv("GT_TEST_VERBOSE")) std::printf("    %-32s rel err %.3e (tol %.0e)\n", what.c_str(), e, tol);
 }
 template <typename T>
 inline bool bitwise_equal(const std::vector<T>& a, const std::vector<T>& b) {

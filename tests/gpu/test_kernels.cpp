@@ -15,6 +15,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda_backend.h"
+#include "cuda/adam8bit.h"
 #include "cuda/attention.h"
 #include "cuda/crossentropy.h"
 #include "cuda/embedding.h"
@@ -521,6 +522,105 @@ TEST_F(GpuTest, ClassifierChunkedDeterministic) {
     expect_close("forward-only losses", d_loss.download(), ref_loss, 1e-4);
     expect_close("forward-only logits", d_logits.download(), ref_logits, 1e-4);
   }
+}
+
+// ============================================================ optimizer steps
+TEST_F(GpuTest, Adam8bitStep) {
+  const int64_t n = 5000;  // not a multiple of the 256-element absmax block
+  const int64_t nb = quant8_blocks(n);
+  const float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-6f;
+  const float* map_m = dynamic_map_signed();
+  const float* map_v = dynamic_map_unsigned();
+  // Initial states: quantized random moments.
+  auto m0 = randn_bf16(size_t(n), 0.01f);
+  auto v0 = randn_bf16(size_t(n), 1e-4f);
+  for (float& x : v0) x = x * x;
+  std::vector<uint8_t> cm(static_cast<size_t>(n)), cv(static_cast<size_t>(n));
+  std::vector<float> am(static_cast<size_t>(nb)), av(static_cast<size_t>(nb));
+  quantize_blockwise_cpu(map_m, m0.data(), n, cm.data(), am.data());
+  quantize_blockwise_cpu(map_v, v0.data(), n, cv.data(), av.data());
+  DevBuf<uint8_t> d_cm(static_cast<size_t>(n)), d_cv(static_cast<size_t>(n));
+  DevBuf<float> d_am(static_cast<size_t>(nb)), d_av(static_cast<size_t>(nb)), d_g(static_cast<size_t>(n)),
+      d_dir(static_cast<size_t>(n)), d_map_m(256), d_map_v(256);
+  d_cm.upload(cm);
+  d_cv.upload(cv);
+  d_am.upload(am);
+  d_av.upload(av);
+  d_map_m.upload(std::vector<float>(map_m, map_m + 256));
+  d_map_v.upload(std::vector<float>(map_v, map_v + 256));
+  for (int step = 0; step < 3; ++step) {
+    SCOPED_TRACE(tag("step", {step}));
+    auto g = randn_bf16(size_t(n), 0.01f);
+    g[17] = NAN;
+    g[4000] = INFINITY;
+    std::vector<float> dir(static_cast<size_t>(n));
+    adam8bit_step_cpu(g.data(), dir.data(), cm.data(), cv.data(), am.data(), av.data(), n, map_m, map_v, beta1, beta2,
+                      eps);
+    d_g.upload(g);
+    d_dir.poison();
+    adam8bit_step_cuda(d_g.p, d_dir.p, d_cm.p, d_cv.p, d_am.p, d_av.p, n, d_map_m.p, d_map_v.p, beta1, beta2, eps,
+                       stream);
+    sync();
+    const auto gdir = d_dir.download();
+    expect_close("dir", gdir, dir, 1e-3);
+    EXPECT_EQ(gdir[17], 0.0f);
+    EXPECT_EQ(gdir[4000], 0.0f);
+    expect_close("absmax m", d_am.download(), am, 1e-3);
+    expect_close("absmax v", d_av.download(), av, 1e-3);
+    const auto gcm = d_cm.download(), gcv = d_cv.download();
+    int64_t same = 0;
+    for (int64_t i = 0; i < n; ++i) same += (gcm[size_t(i)] == cm[size_t(i)]) + (gcv[size_t(i)] == cv[size_t(i)]);
+    EXPECT_GE(double(same) / double(2 * n), 0.995) << "8-bit codes differ from the CPU reference";
+    // Keep both sides on the same state: continue from the GPU's codes.
+    cm = gcm;
+    cv = gcv;
+    am = d_am.download();
+    av = d_av.download();
+  }
+}
+
+TEST_F(GpuTest, Adam32StepAndApply) {
+  const int64_t n = 3001;
+  const float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-6f;
+  auto g = randn_bf16(size_t(n), 0.01f);
+  g[5] = NAN;
+  auto m = randn_bf16(size_t(n), 0.01f), v = randn_bf16(size_t(n), 1e-4f);
+  for (float& x : v) x = x * x;
+  DevBuf<float> d_g(static_cast<size_t>(n)), d_dir(static_cast<size_t>(n)), d_m(static_cast<size_t>(n)),
+      d_v(static_cast<size_t>(n));
+  d_g.upload(g);
+  d_m.upload(m);
+  d_v.upload(v);
+  d_dir.poison();
+  std::vector<float> dir(static_cast<size_t>(n));
+  adam32_step_cpu(g.data(), dir.data(), m.data(), v.data(), n, beta1, beta2, eps);
+  adam32_step_cuda(d_g.p, d_dir.p, d_m.p, d_v.p, n, beta1, beta2, eps, stream);
+  sync();
+  expect_close("dir", d_dir.download(), dir, 1e-5);
+  expect_close("m", d_m.download(), m, 1e-5);
+  expect_close("v", d_v.download(), v, 1e-5);
+
+  // The AdamW update (reference: optim/adamw8bit.cpp apply_adamw_direction).
+  const float step_size = 1e-3f, decay = 1e-4f;
+  const auto w0 = randn_bf16(size_t(n));
+  std::vector<float> ref = w0, ref_nog = w0;
+  for (int64_t i = 0; i < n; ++i) {
+    ref_nog[size_t(i)] -= step_size * dir[size_t(i)];
+    ref_nog[size_t(i)] -= decay * ref_nog[size_t(i)];
+    if (!std::isfinite(g[size_t(i)])) continue;
+    ref[size_t(i)] = ref_nog[size_t(i)];
+  }
+  DevBuf<float> d_w(static_cast<size_t>(n));
+  Bf16Buf d_w16(w0);
+  d_w.upload(w0);
+  d_dir.upload(dir);
+  apply_adamw_direction_cuda(d_w.p, d_dir.p, d_g.p, n, step_size, decay, stream);
+  apply_adamw_direction_cuda(d_w16.p, d_dir.p, nullptr, n, step_size, decay, stream);
+  sync();
+  const auto w = d_w.download();
+  expect_close("apply fp32", w, ref, 1e-6);
+  EXPECT_EQ(w[5], w0[5]) << "a weight with a non-finite gradient must stay as it was";
+  expect_close("apply bf16 (no gating)", d_w16.download_f32(), round_bf16(ref_nog), 1e-2);
 }
 
 // ============================================================ the backend
