@@ -110,9 +110,11 @@ if ls .gpu_deps/*.deb >/dev/null 2>&1; then
   for f in .gpu_deps/*.deb; do dpkg -x "$f" "$DEPS"; done
   MULTI=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
   export CMAKE_PREFIX_PATH="$DEPS/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
-  export PKG_CONFIG_PATH="$DEPS/usr/lib/$MULTI/pkgconfig:$DEPS/usr/share/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+  export PKG_CONFIG_PATH="$DEPS/usr/lib/$MULTI/pkgconfig:$DEPS/usr/lib/$MULTI/openblas-pthread/pkgconfig:$DEPS/usr/share/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
   export PKG_CONFIG_SYSROOT_DIR="$DEPS"
-  export LD_LIBRARY_PATH="$DEPS/usr/lib/$MULTI:$DEPS/usr/lib/$MULTI/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # Debian points libblas.so.3/liblapack.so.3 at OpenBLAS through alternatives, which dpkg -x
+  # does not set up: put OpenBLAS's directory first instead.
+  export LD_LIBRARY_PATH="$DEPS/usr/lib/$MULTI/openblas-pthread:$DEPS/usr/lib/$MULTI:$DEPS/usr/lib/$MULTI/lapack:$DEPS/usr/lib/$MULTI/blas${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export LIBRARY_PATH="$LD_LIBRARY_PATH"
   export CPATH="$DEPS/usr/include${CPATH:+:$CPATH}"
   record deps OK 0 "unpacked $(ls .gpu_deps/*.deb | wc -l) carried .debs"

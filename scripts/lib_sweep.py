@@ -5,7 +5,8 @@ Reading metrics.jsonl (src/train/metrics.h): one JSON object per line,
   train records {"step","loss","lr","grad_norm","tokens","tokens_per_s","step_s",
                  "elapsed_s","eta_s","skipped_steps"}   (a NaN loss is written as null)
   eval records  {"step","tokens","val_loss","val_ppl"}  (--eval-only adds "eval_only": true)
-A resumed run appends to the same file: a train record whose step is not past
+A resumed run appends to the same file (the trainer drops the stale records first;
+files written otherwise are handled too): a train record whose step is not past
 the last train step starts a new segment, and every earlier record from that
 step on (written after the checkpoint the run resumed from) is dropped.
 A last line cut short by a crash (no newline at the end) is skipped with a warning.

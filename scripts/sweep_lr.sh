@@ -21,7 +21,9 @@
 # Exit code: 0 all runs finished or diverged; 1 some run failed; 2 bad arguments;
 # 128+signal when interrupted.
 set -uo pipefail
-
+# The whole script is one { ... } block, so bash parses it completely before
+# running: editing this file during a long sweep cannot derail the sweep.
+{
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LIB="$ROOT/scripts/lib_sweep.py"
 PY="${PYTHON:-python3}"
@@ -105,7 +107,8 @@ if [ -n "$GPUS_SPEC" ]; then
   [ ${#SLOTS[@]} -gt 0 ] || die "--gpus $GPUS_SPEC: no GPU ids"
   for g in "${SLOTS[@]}"; do [[ "$g" =~ ^[0-9]+$ ]] || die "--gpus $GPUS_SPEC: '$g' is not a GPU index"; done
 fi
-[[ "$EXPLODE" =~ ^[0-9]+(\.[0-9]*)?$ ]] || die "--explode-ratio $EXPLODE: not a number"
+[[ "$EXPLODE" =~ ^[0-9]+(\.[0-9]*)?$ ]] && awk -v r="$EXPLODE" 'BEGIN { exit !(r > 1) }' ||
+  die "--explode-ratio $EXPLODE: give a number > 1 (default 2)"
 BIN="${BIN:-${GALORE_BIN:-$ROOT/build/bin}}"
 TRAIN="$BIN/galore-train"
 [ -x "$TRAIN" ] || die "$TRAIN not found; build first (bash scripts/setup.sh) or pass --bin DIR"
@@ -291,3 +294,4 @@ case "$STOP_SIG" in
   HUP) exit 129 ;;
 esac
 exit "$WORST"
+}

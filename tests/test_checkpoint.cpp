@@ -238,6 +238,8 @@ TEST(Checkpoint, PruneKeepsNewestAndTheCurrentOne) {
   fs::create_directories(d.path + "/.old_step_00000001_2147483646");
   const std::string live = d.path + "/.tmp_step_00000009_" + std::to_string(::getppid());
   fs::create_directories(live);
+  // our own pid: stale (this process is not writing while it prunes)
+  fs::create_directories(d.path + "/.tmp_step_00000008_" + std::to_string(::getpid()));
   prune_checkpoints(d.path, 2, 4);
   EXPECT_FALSE(fs::exists(d.path + "/step_00000001"));
   EXPECT_FALSE(fs::exists(d.path + "/step_00000002"));
@@ -245,6 +247,7 @@ TEST(Checkpoint, PruneKeepsNewestAndTheCurrentOne) {
   EXPECT_TRUE(fs::exists(d.path + "/step_00000004"));
   EXPECT_FALSE(fs::exists(d.path + "/.tmp_step_00000009_2147483646"));
   EXPECT_FALSE(fs::exists(d.path + "/.old_step_00000001_2147483646"));
+  EXPECT_FALSE(fs::exists(d.path + "/.tmp_step_00000008_" + std::to_string(::getpid())));
   EXPECT_TRUE(fs::exists(live));
   fs::remove_all(live);
 

@@ -383,9 +383,11 @@ void prune_checkpoints(const std::string& root, int keep_last, int64_t current_s
   for (auto& e : fs::directory_iterator(root, ec)) {
     const std::string name = e.path().filename().string();
     if (name.rfind(kTmpPrefix, 0) == 0 || name.rfind(kOldPrefix, 0) == 0) {
-      // scratch folder of a writer that died (a live writer's is left alone)
+      // Scratch folder of a writer that died, or an earlier one with our pid
+      // (pids repeat across container restarts; this process is not writing
+      // now). Another live writer's is left alone.
       const long pid = pid_of_scratch(name);
-      if (pid != long(::getpid()) && !process_alive(pid)) scratch.push_back(e.path());
+      if (pid == long(::getpid()) || !process_alive(pid)) scratch.push_back(e.path());
       continue;
     }
     const int64_t step = checkpoint_step(name);

@@ -35,7 +35,8 @@ int64_t checkpoint_step(const std::string& folder_name);
 std::string write_checkpoint(const std::string& root, int64_t step, const LlamaModel& model, const Optimizer& opt,
                              const nlohmann::json& trainer_state);
 // Deletes complete checkpoints beyond the newest keep_last (0 = keep all) and
-// leftover temporary folders of dead writers. `current_step` is the
+// leftover scratch folders (.tmp_/.old_) of writers that died (or of this
+// process: call it only after write_checkpoint returned). `current_step` is the
 // checkpoint just written: it is never deleted, and checkpoints with a higher
 // step (left by an earlier run) are neither counted nor deleted. -1 = the
 // last checkpoint this process wrote (none: every checkpoint counts).

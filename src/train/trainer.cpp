@@ -111,6 +111,7 @@ Trainer::Trainer(const Config& cfg, const TrainOptions& opts) : cfg_(cfg), opts_
   if (!resume.empty()) {
     resume_from(resume);
   } else if (opts_.eval_only) {
+    if (opts_.resume == "auto") fail("--eval-only --resume auto: no complete checkpoint in {}", cfg_.checkpoint_dir());
     fail("--eval-only needs --resume <checkpoint> (or auto)");
   } else if (!cfg_.model.init_from.empty()) {
     load_hf_weights(*model_, cfg_.model.init_from);
@@ -208,18 +209,20 @@ double Trainer::train_step() {
       model_->backward(*full_grads_, 1.0f / float(n_micro));
     }
   }
+  if (!finite && cfg_.training.nan_policy == "stop") {
+    // The weights are untouched by this step (updates happen after backward,
+    // which did not run), so a checkpoint now holds the last good state; its
+    // data position is past the bad batch, so a resume does not replay it.
+    metrics_.write({{"step", step}, {"event", "nan_stop"}});
+    save_checkpoint("non-finite loss");
+    fail("non-finite loss at step {}; stopped (training.nan_policy=stop). The checkpoint {}/{} holds the last good "
+         "state",
+         step, cfg_.checkpoint_dir(), checkpoint_name(state_.step));
+  }
   state_.tokens += int64_t(n_micro) * cfg_.training.micro_batch_size * cfg_.training.seq_len;
   if (!finite) {
     state_.skipped_steps++;
-    if (cfg_.training.nan_policy == "stop") {
-      // The weights are untouched by this step (updates happen after backward,
-      // which did not run), so a checkpoint now holds the last good state.
-      state_.skipped_steps--;
-      save_checkpoint("non-finite loss");
-      fail("non-finite loss at step {}; stopped (training.nan_policy=stop). The checkpoint {}/{} holds the last good "
-           "state",
-           step, cfg_.checkpoint_dir(), checkpoint_name(state_.step));
-    }
+    metrics_.write({{"step", step}, {"event", "nan_skip"}, {"skipped_steps", state_.skipped_steps}});
     spdlog::warn("non-finite loss at step {}: step skipped ({} so far)", step, state_.skipped_steps);
     optimizer_->take_grad_sq_norm();
     state_.step++;
@@ -344,6 +347,7 @@ int Trainer::run() {
                cfg_.training.max_steps);
 
   if (opts_.eval_only) {
+    if (!val_loader_) fail("--eval-only: data.val_shards is empty; set it to the validation shards (docs/DATA.md)");
     const double vl = evaluate();
     spdlog::info("eval at step {}: val loss {:.4f} | val ppl {:.2f}", state_.step, vl, std::exp(vl));
     metrics_.write({{"step", state_.step}, {"val_loss", vl}, {"val_ppl", std::exp(vl)}, {"eval_only", true}});
