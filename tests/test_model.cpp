@@ -16,6 +16,10 @@ using namespace gt::test;
 
 namespace {
 struct Shape { int V, C, I, L, NH, NKV, B, T; };
+void PrintTo(const Shape& s, std::ostream* os) {
+  *os << "V" << s.V << "_C" << s.C << "_I" << s.I << "_L" << s.L << "_NH" << s.NH << "_KV" << s.NKV << "_B" << s.B
+      << "_T" << s.T;
+}
 
 ModelConfig make_cfg(const Shape& s) {
   ModelConfig c;

@@ -143,6 +143,9 @@ TEST(Ops, ResidualAdd) {
 }
 
 struct AttnShape { int B, T, NH, NKV, D; };
+void PrintTo(const AttnShape& s, std::ostream* os) {
+  *os << "B" << s.B << "_T" << s.T << "_NH" << s.NH << "_KV" << s.NKV << "_D" << s.D;
+}
 class Attention : public ::testing::TestWithParam<AttnShape> {};
 
 TEST_P(Attention, GradientsMatchFiniteDifferences) {

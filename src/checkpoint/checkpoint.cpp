@@ -203,7 +203,11 @@ void replace_dir(const std::string& src, const std::string& dst, const std::stri
   fs::rename(dst, old_name, ec);
   if (ec) fail("cannot move the old {} aside to replace it: {}", dst, ec.message());
   fs::rename(src, dst, ec);
-  if (ec) fail("cannot rename {} to {}: {}", src, dst, ec.message());
+  if (ec) {
+    const std::string why = ec.message();
+    fs::rename(old_name, dst, ec);  // put the old one back
+    fail("cannot rename {} to {}: {}", src, dst, why);
+  }
   fs::remove_all(old_name, ec);
 }
 

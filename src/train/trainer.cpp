@@ -40,7 +40,9 @@ LoaderOptions loader_options(const Config& cfg, const std::vector<std::string>& 
   o.expected_vocab = cfg.model.vocab_size;
   if (!cfg.data.tokenizer.empty()) {
     if (!fs::exists(cfg.data.tokenizer))
-      fail("data.tokenizer={}: file not found (see docs/DATA.md to prepare the tokenizer and shards)",
+      fail("data.tokenizer={}: file not found. Make the tokenizer and shards first: bash data_tools/prepare_sample.sh "
+           "for the sample data, or bash data_tools/prepare_c4.sh <c4 json.gz dir> <tokenizer.model> for C4 "
+           "(docs/DATA.md)",
            cfg.data.tokenizer);
     o.expected_tokenizer_hash = tokenizer_hash(cfg.data.tokenizer);
   }

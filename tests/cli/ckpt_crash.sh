@@ -21,9 +21,12 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
-if ! grep -q '"complete": true' data/sample/shards/manifest.json 2>/dev/null; then
-  bash data_tools/prepare_sample.sh "$BIN" >/dev/null || fail "could not prepare data/sample/shards"
-fi
+# Private token shards (the sample validation file: ~65k tokens in 4 shards), so
+# the test does not depend on data/sample/shards being (re)made meanwhile.
+SH="$TMP/shards"
+"$BIN/galore-tokenize" data/sample/c4-validation.00000-of-00001.json.gz --tokenizer data/sample/tokenizer.model \
+  -o "$SH" --tokens-per-shard 20000 --quiet --threads 1 >"$TMP/tokenize.log" 2>&1 ||
+  { cat "$TMP/tokenize.log" >&2; fail "could not tokenize the sample corpus"; }
 
 KILLS="${CKPT_CRASH_KILLS:-12}"
 RANDOM="${CKPT_CRASH_SEED:-4242}"  # seeds bash's $RANDOM: the same delays every time
@@ -37,7 +40,7 @@ cat >"$TMP/cfg.json" <<EOF
   "schedule": {"type": "constant", "warmup_steps": 0},
   "training": {"max_steps": 1000000, "seq_len": 16, "micro_batch_size": 1, "total_batch_size": 1,
                "device": "cpu", "threads": 1},
-  "data": {"train_shards": ["data/sample/shards/train_*.bin"], "val_shards": [],
+  "data": {"train_shards": ["$SH/train_*.bin"], "val_shards": [],
            "tokenizer": "data/sample/tokenizer.model"},
   "checkpoint": {"every": 1, "keep_last": 3},
   "eval": {"every": 0, "batches": 1},

@@ -15,11 +15,14 @@ cd "$ROOT"
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/ckpt_hf.XXXXXX")"
 trap '[ -n "${KEEP:-}" ] || rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
-if ! grep -q '"complete": true' data/sample/shards/manifest.json 2>/dev/null; then
-  bash data_tools/prepare_sample.sh "$BIN" >/dev/null || fail "could not prepare data/sample/shards"
-fi
+# Private token shards (the sample validation file: ~65k tokens in 4 shards), so
+# the test does not depend on data/sample/shards being (re)made meanwhile.
+SH="$TMP/shards"
+"$BIN/galore-tokenize" data/sample/c4-validation.00000-of-00001.json.gz --tokenizer data/sample/tokenizer.model \
+  -o "$SH" --tokens-per-shard 20000 --quiet --threads 1 >"$TMP/tokenize.log" 2>&1 ||
+  { cat "$TMP/tokenize.log" >&2; fail "could not tokenize the sample corpus"; }
 
-cat >"$TMP/cfg.json" <<'EOF'
+cat >"$TMP/cfg.json" <<EOF
 {
   "model": {"vocab_size": 2048, "hidden_size": 32, "intermediate_size": 64, "num_layers": 2, "num_heads": 2,
             "max_seq_len": 32},
@@ -27,7 +30,7 @@ cat >"$TMP/cfg.json" <<'EOF'
   "schedule": {"type": "constant", "warmup_steps": 0},
   "training": {"max_steps": 40, "seq_len": 32, "micro_batch_size": 2, "total_batch_size": 2,
                "device": "cpu", "threads": 2},
-  "data": {"train_shards": ["data/sample/shards/train_*.bin"], "val_shards": [],
+  "data": {"train_shards": ["$SH/train_*.bin"], "val_shards": [],
            "tokenizer": "data/sample/tokenizer.model"},
   "checkpoint": {"every": 0, "keep_last": 2},
   "eval": {"every": 0, "batches": 1},

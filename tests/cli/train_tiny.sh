@@ -11,7 +11,7 @@ OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 common=(--config configs/tiny.json --set training.device=cpu --set logging.progress=plain --set checkpoint.every=0)
 
-"$BIN/galore-train" "${common[@]}" --set logging.dir="$OUT/adamw" > "$OUT/adamw.log" 2>&1 \
+"$BIN/galore-train" "${common[@]}" --set logging.dir="$OUT/adamw" --set optimizer.per_layer_updates=false > "$OUT/adamw.log" 2>&1 \
   || { tail -20 "$OUT/adamw.log"; echo "FAIL: adamw run failed"; exit 1; }
 "$BIN/galore-train" "${common[@]}" --set logging.dir="$OUT/galore" --set optimizer.name=galore_adamw8bit \
   --set optimizer.per_layer_updates=true > "$OUT/galore.log" 2>&1 \
