@@ -49,5 +49,9 @@ int main(int argc, char** argv) {
     spdlog::default_logger()->flush();
     std::cerr << "error: " << e.what() << std::endl;
     return 1;
+  } catch (const std::exception& e) {  // library errors (JSON, filesystem) that were not wrapped
+    spdlog::default_logger()->flush();
+    std::cerr << "error: " << e.what() << std::endl;
+    return 1;
   }
 }

@@ -24,7 +24,11 @@ using nlohmann::json;
 
 namespace {
 std::atomic<int> g_stop_signal{0};
-void on_signal(int sig) { g_stop_signal = sig; }
+// First SIGINT/SIGTERM: finish the step, checkpoint, exit. A second one exits
+// at once (safe: checkpoint writes are atomic).
+void on_signal(int sig) {
+  if (g_stop_signal.exchange(sig) != 0) _exit(128 + sig);
+}
 
 double now_s() {
   using namespace std::chrono;
@@ -110,6 +114,21 @@ Trainer::Trainer(const Config& cfg, const TrainOptions& opts) : cfg_(cfg), opts_
       resume.clear();
     }
   }
+  if (!opts_.eval_only) {
+    const std::string why = probe_checkpoint_dir(cfg_.checkpoint_dir());
+    if (!why.empty()) {
+      if (cfg_.checkpoint.on_write_error != "continue")
+        fail("checkpoint.dir {} is not writable: {}; fix checkpoint.dir (or logging.dir), or set "
+             "checkpoint.on_write_error=continue",
+             cfg_.checkpoint_dir(), why);
+      spdlog::error("checkpoint.dir {} is not writable: {}; training anyway (checkpoint.on_write_error=continue)",
+                    cfg_.checkpoint_dir(), why);
+    }
+    if (resume.empty() && !list_checkpoints(cfg_.checkpoint_dir()).empty())
+      fail("{} already holds checkpoints of an earlier run; continue it with --resume auto, or start a new run with "
+           "another logging.dir (or checkpoint.dir)",
+           cfg_.checkpoint_dir());
+  }
   if (!resume.empty()) {
     resume_from(resume);
   } else if (opts_.eval_only) {
@@ -132,10 +151,15 @@ void Trainer::resume_from(const std::string& path) {
   // The model shape and optimizer must match; lr, steps and intervals may change.
   const json& old_cfg = st.at("config");
   const json new_cfg = cfg_.to_json();
-  for (const char* key : {"vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads"})
-    if (old_cfg["model"][key] != new_cfg["model"][key])
-      fail("--resume {}: model.{} is {} in the checkpoint but {} in the config; resume with the same model shape",
-           path, key, old_cfg["model"][key].dump(), new_cfg["model"][key].dump());
+  auto model_key = [](const json& cfg, const std::string& key) {
+    if (key == "num_kv_heads" && cfg["model"][key] == 0) return cfg["model"]["num_heads"];  // 0 = num_heads
+    return cfg["model"][key];
+  };
+  for (const char* key : {"vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads",
+                          "rms_norm_eps", "rope_theta"})
+    if (model_key(old_cfg, key) != model_key(new_cfg, key))
+      fail("--resume {}: model.{} is {} in the checkpoint but {} in the config; resume with the same model shape and settings",
+           path, key, model_key(old_cfg, key).dump(), model_key(new_cfg, key).dump());
   for (const char* key : {"name", "per_layer_updates"})
     if (old_cfg["optimizer"][key] != new_cfg["optimizer"][key])
       fail("--resume {}: optimizer.{} is {} in the checkpoint but {} in the config; resume with the same optimizer",
@@ -151,6 +175,8 @@ void Trainer::resume_from(const std::string& path) {
   state_.prev_grad_norm = st.at("prev_grad_norm").get<double>();
   state_.skipped_steps = st.value("skipped_steps", int64_t(0));
   state_.elapsed_s = st.value("elapsed_s", 0.0);
+  loss_accum_for_log_ = st.value("log_loss_sum", 0.0);  // the logging window in progress
+  loss_count_for_log_ = st.value("log_loss_count", 0);
   if (loader_) loader_->restore(st.at("data_position"));
   spdlog::info("resumed from {} at step {}", path, state_.step);
 }
@@ -160,6 +186,8 @@ void Trainer::save_checkpoint(const std::string& reason) {
              {"tokens", state_.tokens},
              {"prev_grad_norm", state_.prev_grad_norm},
              {"skipped_steps", state_.skipped_steps},
+             {"log_loss_sum", loss_accum_for_log_},
+             {"log_loss_count", loss_count_for_log_},
              {"elapsed_s", state_.elapsed_s + (now_s() - run_start_)},
              {"data_position", loader_ ? loader_->position() : json()},
              {"config", cfg_.to_json()},
