@@ -83,6 +83,15 @@ Trainer::Trainer(const Config& cfg, const TrainOptions& opts) : cfg_(cfg), opts_
     }
   }
   backend_ = make_backend(cfg_.training.device);
+  if (backend_->device() == Device::CUDA) {
+    // The CUDA backend runs the model (galore-parity/galore-generate --device cuda), but the
+    // optimizers still update host fp32 weights; the device-side step is issue #6's work.
+    if (cfg_.training.device == "cuda")
+      fail("training.device=cuda: GPU training needs the device-side optimizer step, which is not implemented yet; "
+           "use training.device=cpu or auto");
+    spdlog::warn("a GPU is present, but GPU training is not implemented yet: training on the CPU");
+    backend_ = make_cpu_backend();
+  }
   const int B = cfg_.training.micro_batch_size, T = cfg_.training.seq_len;
   model_ = std::make_unique<LlamaModel>(cfg_.model, *backend_, B, T, logits_workspace_rows(B * T),
                                         cfg_.training.recompute);
