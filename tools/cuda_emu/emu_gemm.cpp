@@ -1,0 +1,51 @@
+// Naive column-major GEMM with cuBLAS semantics standing in for CudaGemm, plus
+// the row-major wrappers copied verbatim from cuda/matmul.cu.
+#include "emu_helpers.h"
+#include "cuda/matmul.h"
+namespace gt {
+struct CudaGemm::Impl { cudaStream_t s; };
+CudaGemm::CudaGemm(cudaStream_t s, size_t) : impl_(std::make_unique<Impl>()) { impl_->s = s; }
+CudaGemm::~CudaGemm() = default;
+cudaStream_t CudaGemm::stream() const { return impl_->s; }
+void CudaGemm::gemm(bool ta, bool tb, int m, int n, int k, const bf16* A, int lda, const bf16* B, int ldb, void* D,
+                    bool d_f32, int ldd, float alpha, float beta) {
+  if (m <= 0 || n <= 0) return;
+  for (int j = 0; j < n; ++j)
+    for (int i = 0; i < m; ++i) {
+      float acc = 0.0f;
+      for (int p = 0; p < k; ++p) {
+        const float a = __bfloat162float(ta ? A[p + int64_t(i) * lda] : A[i + int64_t(p) * lda]);
+        const float b = __bfloat162float(tb ? B[j + int64_t(p) * ldb] : B[p + int64_t(j) * ldb]);
+        acc += a * b;
+      }
+      const int64_t o = i + int64_t(j) * ldd;
+      if (d_f32) {
+        float* d = static_cast<float*>(D);
+        d[o] = alpha * acc + (beta != 0.0f ? beta * d[o] : 0.0f);
+      } else {
+        bf16* d = static_cast<bf16*>(D);
+        d[o] = __float2bfloat16(alpha * acc + (beta != 0.0f ? beta * __bfloat162float(d[o]) : 0.0f));
+      }
+    }
+}
+}  // namespace gt
+namespace gt {
+void matmul_forward_cuda(CudaGemm& g, bf16* out, const bf16* inp, const bf16* weight, int N, int C, int OC) {
+  // out^T[OC,N] = W[OC,C] * inp^T[C,N]
+  g.gemm(/*trans_a=*/true, /*trans_b=*/false, OC, N, C, weight, C, inp, C, out, false, OC, 1.0f, 0.0f);
+}
+
+void matmul_backward_cuda(CudaGemm& g, bf16* dinp, void* dweight, bool dweight_f32, const bf16* dout,
+                          const bf16* inp, const bf16* weight, int N, int C, int OC, bool accumulate_dinp,
+                          bool accumulate_dweight, int ld_dout) {
+  if (ld_dout < 0) ld_dout = OC;
+  // dinp^T[C,N] = W^T[C,OC] * dout^T[OC,N]
+  if (dinp)
+    g.gemm(false, false, C, N, OC, weight, C, dout, ld_dout, dinp, false, C, 1.0f, accumulate_dinp ? 1.0f : 0.0f);
+  // dW^T[C,OC] = inp^T[C,N] * dout[N,OC]
+  if (dweight)
+    g.gemm(false, true, C, OC, N, inp, C, dout, ld_dout, dweight, dweight_f32, C, 1.0f,
+           accumulate_dweight ? 1.0f : 0.0f);
+}
+
+}  // namespace gt

@@ -1,0 +1,86 @@
+// CPU emulation of the CUDA execution model for testing kernels without a GPU.
+// Blocks run one after another; the threads of a block are std::threads;
+// __syncthreads and __syncwarp are std::barrier; shuffles go through a per-warp
+// exchange array between two warp barriers; __shared__ is `static` (shared by
+// the block's threads; blocks do not overlap). Dynamic shared memory is filled
+// with NaN before each block, to catch reads of unwritten shared memory.
+#pragma once
+#include "cuda/cuda_check.h"
+#include <barrier>
+#include <thread>
+#include <vector>
+#include <functional>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <atomic>
+#include <cstdio>
+
+struct EmuWarp { std::unique_ptr<std::barrier<>> bar; double slots[32]; };
+struct EmuCtx {
+  dim3 tid, bid, bdim, gdim;
+  std::barrier<>* block_bar = nullptr;
+  EmuWarp* warp = nullptr;
+};
+inline thread_local EmuCtx emu;
+inline float* emu_dyn_smem = nullptr;
+inline std::atomic<long> emu_launches{0};
+
+#define threadIdx (emu.tid)
+#define blockIdx (emu.bid)
+#define blockDim (emu.bdim)
+#define gridDim (emu.gdim)
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static
+#undef cudaFuncSetAttribute
+#define cudaFuncSetAttribute(...) cudaSuccess
+#define cudaGetLastError() cudaSuccess
+
+inline void __syncthreads() { emu.block_bar->arrive_and_wait(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu.warp->bar->arrive_and_wait(); }
+template <typename T> T __shfl_xor_sync(unsigned, T v, int o) {
+  const int lane = emu.tid.x % 32;
+  emu.warp->slots[lane] = double(v);
+  emu.warp->bar->arrive_and_wait();
+  const T r = T(emu.warp->slots[lane ^ o]);
+  emu.warp->bar->arrive_and_wait();
+  return r;
+}
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+
+inline void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()>& f) {
+  ++emu_launches;
+  const int nt = int(block.x * block.y * block.z);
+  if (nt % 32 != 0) { std::fprintf(stderr, "emu: block of %d threads\n", nt); std::abort(); }
+  std::vector<float> dyn(smem / 4 + 8);
+  for (unsigned bz = 0; bz < grid.z; ++bz)
+    for (unsigned by = 0; by < grid.y; ++by)
+      for (unsigned bx = 0; bx < grid.x; ++bx) {
+        std::fill(dyn.begin(), dyn.end(), NAN);
+        emu_dyn_smem = dyn.data();
+        std::barrier<> bar(nt);
+        std::vector<EmuWarp> warps(nt / 32);
+        for (auto& w : warps) w.bar = std::make_unique<std::barrier<>>(32);
+        std::vector<std::thread> ts;
+        ts.reserve(nt);
+        for (int t = 0; t < nt; ++t)
+          ts.emplace_back([&, t] {
+            emu.tid = dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
+            emu.bid = dim3(bx, by, bz);
+            emu.bdim = block;
+            emu.gdim = grid;
+            emu.block_bar = &bar;
+            emu.warp = &warps[t / 32];
+            f();
+            bar.arrive_and_drop();
+            emu.warp->bar->arrive_and_drop();
+          });
+        for (auto& th : ts) th.join();
+      }
+}
