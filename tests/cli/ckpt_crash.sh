@@ -9,24 +9,8 @@
 #   - the next `--resume auto` must resume from the newest complete checkpoint
 #     at the time of the kill and may never skip a damaged one.
 # Finally a run resumes and finishes cleanly and leaves no scratch folders.
-set -euo pipefail
-ROOT="${GALORE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
-BIN="${GALORE_BIN:-$ROOT/build/bin}"
-cd "$ROOT"
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/ckpt_crash.XXXXXX")"
-PID=""
-cleanup() {
-  if [ -n "$PID" ]; then kill -KILL "$PID" 2>/dev/null || true; fi
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-# Private token shards (the sample validation file: ~65k tokens in 4 shards), so
-# the test does not depend on data/sample/shards being (re)made meanwhile.
-SH="$TMP/shards"
-"$BIN/galore-tokenize" data/sample/c4-validation.00000-of-00001.json.gz --tokenizer data/sample/tokenizer.model \
-  -o "$SH" --tokens-per-shard 20000 --quiet --threads 1 >"$TMP/tokenize.log" 2>&1 ||
-  { cat "$TMP/tokenize.log" >&2; fail "could not tokenize the sample corpus"; }
+source "$(dirname "$0")/ckpt_common.bash"
+ckpt_setup ckpt_crash
 
 KILLS="${CKPT_CRASH_KILLS:-12}"
 RANDOM="${CKPT_CRASH_SEED:-4242}"  # seeds bash's $RANDOM: the same delays every time

@@ -8,19 +8,8 @@
 #   - model.shape_from_init takes the shape from config.json; a mismatching
 #     shape without it is an error naming the key; a bf16 export imports too;
 #   - galore-export refuses a damaged checkpoint and accepts a run directory.
-set -euo pipefail
-ROOT="${GALORE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
-BIN="${GALORE_BIN:-$ROOT/build/bin}"
-cd "$ROOT"
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/ckpt_hf.XXXXXX")"
-trap '[ -n "${KEEP:-}" ] || rm -rf "$TMP"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-# Private token shards (the sample validation file: ~65k tokens in 4 shards), so
-# the test does not depend on data/sample/shards being (re)made meanwhile.
-SH="$TMP/shards"
-"$BIN/galore-tokenize" data/sample/c4-validation.00000-of-00001.json.gz --tokenizer data/sample/tokenizer.model \
-  -o "$SH" --tokens-per-shard 20000 --quiet --threads 1 >"$TMP/tokenize.log" 2>&1 ||
-  { cat "$TMP/tokenize.log" >&2; fail "could not tokenize the sample corpus"; }
+source "$(dirname "$0")/ckpt_common.bash"
+ckpt_setup ckpt_hf
 
 cat >"$TMP/cfg.json" <<EOF
 {
@@ -37,12 +26,6 @@ cat >"$TMP/cfg.json" <<EOF
   "logging": {"dir": "unused", "every": 1}
 }
 EOF
-train() {  # train <log> <args...>: sets $rc
-  local log="$1"
-  shift
-  rc=0
-  "$BIN/galore-train" --config "$TMP/cfg.json" "$@" >"$log" 2>&1 || rc=$?
-}
 first_loss() { python3 -c 'import json,sys
 for l in open(sys.argv[1]):
     r = json.loads(l)

@@ -9,24 +9,8 @@
 #     root are one-line errors saying what to do.
 #   - a different model shape or optimizer is a clear error naming the key.
 #   - safe overrides (lr, max_steps, intervals) apply and are logged.
-set -euo pipefail
-ROOT="${GALORE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
-BIN="${GALORE_BIN:-$ROOT/build/bin}"
-cd "$ROOT"
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/ckpt_resume.XXXXXX")"
-PID=""
-cleanup() {
-  if [ -n "$PID" ]; then kill -KILL "$PID" 2>/dev/null || true; fi
-  [ -n "${KEEP:-}" ] || rm -rf "$TMP"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-# Private token shards (the sample validation file: ~65k tokens in 4 shards), so
-# the test does not depend on data/sample/shards being (re)made meanwhile.
-SH="$TMP/shards"
-"$BIN/galore-tokenize" data/sample/c4-validation.00000-of-00001.json.gz --tokenizer data/sample/tokenizer.model \
-  -o "$SH" --tokens-per-shard 20000 --quiet --threads 1 >"$TMP/tokenize.log" 2>&1 ||
-  { cat "$TMP/tokenize.log" >&2; fail "could not tokenize the sample corpus"; }
+source "$(dirname "$0")/ckpt_common.bash"
+ckpt_setup ckpt_resume
 
 RUN="$TMP/run"
 CK="$RUN/checkpoints"
@@ -45,12 +29,6 @@ cat >"$TMP/cfg.json" <<EOF
   "logging": {"dir": "$RUN", "every": 1}
 }
 EOF
-train() {  # train <log> <args...>: sets $rc
-  local log="$1"
-  shift
-  rc=0
-  "$BIN/galore-train" --config "$TMP/cfg.json" "$@" >"$log" 2>&1 || rc=$?
-}
 expect_error() {  # expect_error <name> <log> <substring>...
   local name="$1" log="$2"
   shift 2

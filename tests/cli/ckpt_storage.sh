@@ -9,19 +9,8 @@
 #     checkpoints are written.
 #   - a failure of the very last file (COMPLETE) leaves no step folder at all.
 #   - checkpoint.dir under a regular file: a clear error naming checkpoint.dir.
-set -euo pipefail
-ROOT="${GALORE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
-BIN="${GALORE_BIN:-$ROOT/build/bin}"
-cd "$ROOT"
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/ckpt_storage.XXXXXX")"
-trap '[ -n "${KEEP:-}" ] || rm -rf "$TMP"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-# Private token shards (the sample validation file: ~65k tokens in 4 shards), so
-# the test does not depend on data/sample/shards being (re)made meanwhile.
-SH="$TMP/shards"
-"$BIN/galore-tokenize" data/sample/c4-validation.00000-of-00001.json.gz --tokenizer data/sample/tokenizer.model \
-  -o "$SH" --tokens-per-shard 20000 --quiet --threads 1 >"$TMP/tokenize.log" 2>&1 ||
-  { cat "$TMP/tokenize.log" >&2; fail "could not tokenize the sample corpus"; }
+source "$(dirname "$0")/ckpt_common.bash"
+ckpt_setup ckpt_storage
 
 cat >"$TMP/cfg.json" <<EOF
 {
