@@ -145,7 +145,7 @@ void AdamW8bit::update(int index, float* w, const float* g, const StepInfo& s) {
 OptimStateBytes AdamW8bit::state_bytes_detail() const {
   OptimStateBytes b;
   for (auto& m : moments_) m.add_bytes(b);
-  for (auto& a : accum_) b.accumulators += a.size() * sizeof(float);
+  b.accumulators += accumulator_bytes();
   return b;
 }
 

@@ -159,7 +159,7 @@ OptimStateBytes GaloreAdamW::state_bytes_detail() const {
     b.projectors += (S.A.size() + S.B.size()) * sizeof(float);
     b.accumulators += S.acc.size() * sizeof(float);
   }
-  for (auto& a : accum_) b.accumulators += a.size() * sizeof(float);
+  b.accumulators += accumulator_bytes();
   return b;
 }
 
