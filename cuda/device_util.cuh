@@ -1,0 +1,53 @@
+// Small helpers shared by the kernels: bf16 <-> fp32, warp reductions,
+// 16-byte bf16 loads. Device code only (included by cuda/cuda_check.h under
+// nvcc, and by tools/cuda_emu for the CPU emulation of the kernels).
+#pragma once
+#include <cstdint>
+#include <cuda_bf16.h>
+
+namespace gt {
+
+using bf16 = __nv_bfloat16;
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+__device__ __forceinline__ float to_f32(float x) { return x; }
+__device__ __forceinline__ float to_f32(bf16 x) { return __bfloat162float(x); }
+template <typename T> __device__ __forceinline__ T from_f32(float x);
+template <> __device__ __forceinline__ float from_f32<float>(float x) { return x; }
+template <> __device__ __forceinline__ bf16 from_f32<bf16>(float x) { return __float2bfloat16(x); }  // RNE
+
+// Butterfly reductions: every lane ends with the same value (fp add and max
+// are commutative, so all lanes evaluate the same tree).
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// 8 bf16 <-> 8 floats through one 16-byte access (p must be 16-byte aligned).
+__device__ __forceinline__ void load_bf16x8(const bf16* p, float* f) {
+  const int4 raw = *reinterpret_cast<const int4*>(p);
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const float2 v = __bfloat1622float2(h[k]);
+    f[2 * k] = v.x;
+    f[2 * k + 1] = v.y;
+  }
+}
+__device__ __forceinline__ void store_bf16x8(bf16* p, const float* f) {
+  int4 raw;
+  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int k = 0; k < 4; ++k) h[k] = __floats2bfloat162_rn(f[2 * k], f[2 * k + 1]);
+  *reinterpret_cast<int4*>(p) = raw;
+}
+
+}  // namespace gt
