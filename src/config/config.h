@@ -49,6 +49,7 @@ struct OptimizerConfig {
   double eps = 1e-8;
   double momentum = 0.0;       // sgd only
   bool per_layer_updates = false;
+  bool stochastic_rounding = false;  // bf16 weights: unbiased rounding of updates
   GaloreConfig galore;
 };
 

@@ -49,6 +49,7 @@ std::vector<Row> rows() {
       KEY("optimizer.eps", optimizer.eps, "Adam epsilon."),
       KEY("optimizer.momentum", optimizer.momentum, "SGD momentum, in [0, 1) (sgd only)."),
       KEY("optimizer.per_layer_updates", optimizer.per_layer_updates, "Update each layer during backward and free its gradient (saves memory)."),
+      KEY("optimizer.stochastic_rounding", optimizer.stochastic_rounding, "Round bf16 weight updates stochastically (GPU; fp32 weights are unaffected)."),
       KEY("optimizer.galore.rank", optimizer.galore.rank, "GaLore projection rank."),
       KEY("optimizer.galore.update_proj_gap", optimizer.galore.update_proj_gap, "Steps between projector refreshes."),
       KEY("optimizer.galore.scale", optimizer.galore.scale, "Scale applied to the projected-back update (GaLore alpha)."),

@@ -106,4 +106,10 @@ class LlamaModel {
   std::vector<float> host_losses_;
 };
 
+// Model FLOPs per trained token: 6 per weight (forward + backward) plus
+// attention scores and values, 12*L*C*T (PaLM's convention, causal not
+// halved). Recompute's extra forward is not counted (model FLOPs, not
+// hardware FLOPs).
+double llama_flops_per_token(const ModelConfig& m, int T, int64_t num_weights);
+
 }  // namespace gt

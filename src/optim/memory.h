@@ -17,7 +17,8 @@ struct OptimStateBytes {
   size_t fp32_states = 0;   // fp32 moments (AdamW, SGD momentum, small tensors of the 8-bit variants)
   size_t projectors = 0;    // GaLore projectors A [m, r] / B [r, n]
   size_t accumulators = 0;  // gradient accumulators held by the optimizer (n_micro > 1)
-  size_t total() const { return codes + absmax + fp32_states + projectors + accumulators; }
+  size_t workspace = 0;     // scratch of the device optimizer (projected gradient, direction, kernels)
+  size_t total() const { return codes + absmax + fp32_states + projectors + accumulators + workspace; }
 };
 
 // Exact bytes for any optimizer config. n_micro: micro-batches per step as the

@@ -57,9 +57,16 @@ class Optimizer {
   virtual std::string name() const = 0;
 };
 
-// Builds the optimizer named by cfg.name for these parameters.
+// The CPU reference optimizer named by cfg.name (host fp32 weights; the
+// oracle the tests compare the trained optimizer against).
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& cfg, const std::vector<ParamInfo>& params,
                                           Backend& backend);
+// The optimizer the trainer runs on `backend`: the Adam family as BackendAdamW
+// (state on the device; bit-identical to the reference on the CPU), sgd as the
+// reference (CPU only). n_micro: micro-batches per step as the optimizer sees
+// them (1 when the trainer sums full gradients itself).
+std::unique_ptr<Optimizer> make_train_optimizer(const OptimizerConfig& cfg, const std::vector<ParamInfo>& params,
+                                                Backend& backend, int n_micro);
 
 // Learning rate at optimizer step `step` (0-based) of `max_steps`.
 struct ScheduleConfig;

@@ -8,7 +8,7 @@
 #include <lapacke.h>
 
 #include "core/error.h"
-#include "core/rng.h"
+#include "cuda/sketch.h"
 
 namespace gt {
 
@@ -18,26 +18,26 @@ using RMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajo
 using CMap = Eigen::Map<const RMat>;
 using MMap = Eigen::Map<RMat>;
 
+using MatF = Eigen::MatrixXf;  // column-major, as cuBLAS/cuSOLVER
+using MatD = Eigen::MatrixXd;
+
 // Orthonormal basis [rows, cols] of the columns of y (thin Householder Q).
-Eigen::MatrixXf orthonormalize(const Eigen::MatrixXf& y) {
-  Eigen::HouseholderQR<Eigen::MatrixXf> qr(y);
-  return qr.householderQ() * Eigen::MatrixXf::Identity(y.rows(), y.cols());
+MatF orthonormalize(const MatF& y) {
+  Eigen::HouseholderQR<MatF> qr(y);
+  return qr.householderQ() * MatF::Identity(y.rows(), y.cols());
 }
 
-// Flips columns j of p [d, r] where p[:, j]·p_old[:, j] < 0.
-void align_columns(float* p, const float* p_old, int64_t d, int64_t r) {
-  MMap P(p, d, r);
-  CMap Po(p_old, d, r);
-  for (int64_t j = 0; j < r; ++j)
-    if (P.col(j).dot(Po.col(j)) < 0.0f) P.col(j) *= -1.0f;
-}
-
-// The same for rows of b [r, d].
-void align_rows(float* b, const float* b_old, int64_t r, int64_t d) {
-  MMap B(b, r, d);
-  CMap Bo(b_old, r, d);
-  for (int64_t i = 0; i < r; ++i)
-    if (B.row(i).dot(Bo.row(i)) < 0.0f) B.row(i) *= -1.0f;
+// CholeskyQR2 of y [d, c] (full column rank): pass 1 in fp64 (Gram, Cholesky,
+// solve), pass 2 in fp32 on the nearly orthonormal result. Falls back to
+// Householder if a Cholesky fails (the GPU flags that as an error instead).
+MatF cholqr2(const MatF& y) {
+  const MatD yd = y.cast<double>();
+  Eigen::LLT<MatD> llt(yd.transpose() * yd);  // [c, c] = L·Lᵀ
+  if (llt.info() != Eigen::Success) return orthonormalize(y);
+  const MatF q1 = llt.matrixL().solve(yd.transpose()).transpose().cast<float>();  // Y·L⁻ᵀ [d, c]
+  Eigen::LLT<MatF> llt2(q1.transpose() * q1);
+  if (llt2.info() != Eigen::Success) return orthonormalize(y);
+  return llt2.matrixL().solve(q1.transpose()).transpose();
 }
 
 }  // namespace
@@ -97,33 +97,59 @@ void svd_top(const float* g, int64_t m, int64_t n, int64_t r, float* U, float* V
   if (Vt) std::copy_n(vt.data(), r * n, Vt);
 }
 
-void randomized_svd_top(const float* g, int64_t m, int64_t n, int64_t r, int oversampling, int power_iters,
-                        const float* warm_U, uint64_t seed, float* U, float* Vt) {
-  const int64_t k = std::min<int64_t>({r + oversampling, m, n});
-  GT_ASSERT(r <= k);
-  const Eigen::MatrixXf X = CMap(g, m, n);  // [m, n]
-  Eigen::MatrixXf Y(m, k);                  // starting block [m, k]
-  int64_t c0 = 0;
-  if (warm_U) {
-    Y.leftCols(r) = CMap(warm_U, m, r);
-    c0 = r;
+void randomized_basis(const float* x, int64_t d, int64_t e, int64_t r, int oversampling, int power_iters,
+                      const float* warm_P, uint64_t seed, float* P) {
+  GT_ASSERT(r >= 1 && r <= std::min(d, e));
+  const MatF X = CMap(x, d, e);  // [d, e]
+  MatF Q;                        // current basis [d, c]
+  if (warm_P) {
+    Q = CMap(warm_P, d, r);
+    for (int it = 0; it < std::max(power_iters, 1); ++it) {
+      const MatF Z = X.transpose() * Q;  // [e, r]
+      MatF Y = X * Z;                    // [d, r]
+      const double norm = Y.cast<double>().norm();
+      const float mu = norm > 0.0 ? float(kWarmShift * norm) : 1.0f;
+      Y += mu * Q;  // (X·Xᵀ + μI)·P: full rank even when X is not
+      Q = cholqr2(Y);
+    }
+    MMap(P, d, r) = Q;
+    return;
   }
-  if (k > c0) {
-    Rng rng(seed);
-    Eigen::MatrixXf omega(n, k - c0);  // Gaussian sketch [n, k - c0], column by column
-    for (int64_t j = 0; j < omega.cols(); ++j)
-      for (int64_t i = 0; i < n; ++i) omega(i, j) = float(rng.normal());
-    Y.rightCols(k - c0).noalias() = X * omega;
-  }
-  Eigen::MatrixXf Q = orthonormalize(Y);  // [m, k]
+  const int64_t k = std::min<int64_t>({r + oversampling, d, e});
+  MatF omega(e, k);  // sketch [e, k], element (i, j) keyed by j·e + i (column-major index)
+  for (int64_t j = 0; j < k; ++j)
+    for (int64_t i = 0; i < e; ++i) omega(i, j) = sketch_normal(seed, uint64_t(j * e + i));
+  Q = orthonormalize(X * omega);  // [d, k]
   for (int it = 0; it < power_iters; ++it) {
-    const Eigen::MatrixXf Z = orthonormalize(X.transpose() * Q);  // [n, k]
+    const MatF Z = orthonormalize(X.transpose() * Q);  // [e, k]
     Q = orthonormalize(X * Z);
   }
-  const RMat small = Q.transpose() * X;  // [k, n]
-  std::vector<float> ub(size_t(k * r));  // [k, r]
-  svd_top(small.data(), k, n, r, ub.data(), Vt);
-  if (U) MMap(U, m, r).noalias() = Q * CMap(ub.data(), k, r);
+  // Rayleigh-Ritz: Qᵀ·X·Xᵀ·Q = R_wᵀ·R_w with W = Xᵀ·Q = Q_w·R_w; its top
+  // eigenvectors rotate Q onto the singular vectors within span(Q).
+  const Eigen::HouseholderQR<MatF> qr(MatF(X.transpose() * Q));  // W [e, k]
+  const MatF Rf = qr.matrixQR().topRows(k).triangularView<Eigen::Upper>();  // R_w [k, k]
+  const MatD Rw = Rf.cast<double>();
+  const Eigen::SelfAdjointEigenSolver<MatD> eig(Rw.transpose() * Rw);  // ascending eigenvalues
+  const MatF V = eig.eigenvectors().rightCols(r).rowwise().reverse().cast<float>();  // [k, r], descending
+  MMap(P, d, r) = Q * V;
+}
+
+void fix_basis_signs(float* P, const float* P_old, int64_t d, int64_t r) {
+  MMap Pm(P, d, r);
+  for (int64_t j = 0; j < r; ++j) {
+    bool flip;
+    if (P_old) {
+      double dot = 0.0;
+      for (int64_t i = 0; i < d; ++i) dot += double(Pm(i, j)) * P_old[i * r + j];
+      flip = dot < 0.0;
+    } else {
+      int64_t best = 0;
+      for (int64_t i = 1; i < d; ++i)
+        if (std::fabs(Pm(i, j)) > std::fabs(Pm(best, j))) best = i;
+      flip = Pm(best, j) < 0.0f;
+    }
+    if (flip) Pm.col(j) *= -1.0f;
+  }
 }
 
 void compute_projector(const GaloreConfig& cfg, const ProjGeom& geo, const float* g, uint64_t seed,
@@ -141,24 +167,21 @@ void compute_projector(const GaloreConfig& cfg, const ProjGeom& geo, const float
     svd_top(g, m, n, r, left ? A : nullptr, right ? B : nullptr);
     return;
   }
-  const bool have_old = left ? A_old != nullptr : B_old != nullptr;
-  const bool warm = cfg.warm_start && have_old;
+  const bool warm = cfg.warm_start;
   if (left) {
-    randomized_svd_top(g, m, n, r, cfg.oversampling, cfg.power_iters, warm ? A_old : nullptr, seed, A,
-                       right ? B : nullptr);
-  } else {
-    // Right side: the left singular vectors of Gᵀ [n, m] are B's rows.
-    const RMat gt = CMap(g, m, n).transpose();  // [n, m]
-    RMat warm_u;                                // [n, r] = B_oldᵀ
-    if (warm) warm_u = CMap(B_old, r, n).transpose();
-    RMat ut(n, r);  // [n, r]
-    randomized_svd_top(gt.data(), n, m, r, cfg.oversampling, cfg.power_iters, warm ? warm_u.data() : nullptr, seed,
-                       ut.data(), nullptr);
-    MMap(B, r, n) = ut.transpose();
+    randomized_basis(g, m, n, r, cfg.oversampling, cfg.power_iters, warm ? A_old : nullptr, seed, A);
+    fix_basis_signs(A, A_old, m, r);
   }
-  if (have_old) {
-    if (left) align_columns(A, A_old, m, r);
-    if (right && B_old) align_rows(B, B_old, r, n);
+  if (right) {
+    // The right singular vectors of G are the left ones of Gᵀ [n, m]: B = Pᵀ.
+    const RMat gt = CMap(g, m, n).transpose();  // [n, m]
+    RMat p_old;                                 // [n, r] = B_oldᵀ
+    if (B_old) p_old = CMap(B_old, r, n).transpose();
+    RMat p(n, r);  // [n, r]
+    randomized_basis(gt.data(), n, m, r, cfg.oversampling, cfg.power_iters, warm && B_old ? p_old.data() : nullptr,
+                     left ? sketch_seed_right(seed) : seed, p.data());
+    fix_basis_signs(p.data(), B_old ? p_old.data() : nullptr, n, r);
+    MMap(B, r, n) = p.transpose();
   }
 }
 

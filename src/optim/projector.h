@@ -41,21 +41,48 @@ void validate_galore_config(const GaloreConfig& g);
 // U[m, r] = U[:, :r] and Vt[r, n] = Vᵀ[:r]; either may be null.
 void svd_top(const float* g, int64_t m, int64_t n, int64_t r, float* U, float* Vt);
 
-// Randomized SVD (Halko, Martinsson, Tropp): range finder with k = min(r + p,
-// m, n) columns, q subspace iterations re-orthonormalized by Householder QR,
-// then the SVD of the small k×n matrix Qᵀ·g. Starting block: a Gaussian
-// sketch g·Ω (Ω [n, k] from Rng(seed), filled column by column), or with
-// warm_U [m, r] (previous left singular vectors): [warm_U | g·Ω_p] with
-// Ω_p [n, k - r]. Outputs as svd_top; either may be null.
-void randomized_svd_top(const float* g, int64_t m, int64_t n, int64_t r, int oversampling, int power_iters,
-                        const float* warm_U, uint64_t seed, float* U, float* Vt);
+// ---- the randomized refresh (docs/OPTIMIZER.md, "Projector refresh") ----
+// One algorithm, run by this CPU reference and by the CUDA refresh
+// (cuda/projector.h); only the floating-point summation order differs.
+
+// Shift of the warm iteration: Y = (X·Xᵀ + μI)·P with μ = kWarmShift·‖X·Xᵀ·P‖_F
+// (μ = 1 when that is 0). It keeps σ_min(Y) >= μ, so Y has full rank and a
+// condition number <= ~1/kWarmShift even for a rank-deficient X, which the
+// first (fp64) CholeskyQR pass handles; the shift does not move the singular
+// vectors and slows convergence only for directions with σ² < ~μ.
+constexpr double kWarmShift = 1e-6;
+
+// Orthonormal basis P [d, r] (row-major) of the top-r left singular subspace of
+// x [d, e] (row-major), r <= min(d, e).
+// Cold (warm_P null): k = min(r + oversampling, d, e); Q = hqr(X·Ω) with the
+//   sketch Ω [e, k] of cuda/sketch.h (element (i, j) = sketch_normal(seed,
+//   j·e + i)); power_iters times Z = hqr(Xᵀ·Q), Q = hqr(X·Z) (hqr: Householder
+//   QR's thin Q, exact for rank-deficient blocks); Rayleigh-Ritz: W = Xᵀ·Q
+//   [e, k] = Q_w·R_w (Householder), eigenvectors V of R_wᵀ·R_w [k, k] in fp64
+//   (= Qᵀ·X·Xᵀ·Q), P = Q·V[:, top r] in descending eigenvalue order.
+// Warm (warm_P [d, r], the previous basis): max(power_iters, 1) times
+//   Z = Xᵀ·P, Y = X·Z + μ·P (kWarmShift), P = cholqr2(Y): pass 1 with the Gram
+//   matrix, Cholesky and triangular solve in fp64, pass 2 in fp32. No
+//   oversampling, no sketch and no Rayleigh-Ritz: one step of orthogonal
+//   iteration per refresh, which keeps each column close to the old one.
+// Signs are left as they come; compute_projector fixes them (fix_basis_signs).
+void randomized_basis(const float* x, int64_t d, int64_t e, int64_t r, int oversampling, int power_iters,
+                      const float* warm_P, uint64_t seed, float* P);
+
+// Column signs of P [d, r] (row-major): with P_old [d, r], flip column j where
+// P[:, j]·P_old[:, j] < 0; without, make each column's largest-magnitude entry
+// (the first on ties) positive, so the result does not depend on the QR or
+// eigensolver's sign conventions.
+void fix_basis_signs(float* P, const float* P_old, int64_t d, int64_t r);
 
 // New projector of geometry geo from gradient g[m, n] (non-finite elements are
 // read as 0) into A [m, r] / B [r, n] (per side). A_old/B_old: the previous
-// projector or null (first refresh). For the randomized method the previous
-// projector is the warm start (cfg.warm_start) and the new vectors' signs are
-// aligned with it (diag(P_newᵀ·P_old) >= 0) so that kept moments stay
-// meaningful; the exact SVD keeps LAPACK's signs, as the official code.
+// projector or null (first refresh). Randomized: A = randomized_basis(G), B =
+// randomized_basis(Gᵀ)ᵀ (full: both, B with sketch_seed_right(seed)); the
+// previous projector is the warm start (cfg.warm_start) and the signs follow
+// fix_basis_signs (aligned with the previous projector, diag(P_newᵀ·P_old) >= 0,
+// so that kept moments stay meaningful). The exact SVD keeps LAPACK's signs,
+// as the official code.
 void compute_projector(const GaloreConfig& cfg, const ProjGeom& geo, const float* g, uint64_t seed,
                        const float* A_old, const float* B_old, float* A, float* B);
 

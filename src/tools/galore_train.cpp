@@ -36,7 +36,10 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (estimate) {
-      std::cout << format_memory_table(plan_memory(cfg, Device::CUDA), device_gib) << std::flush;
+      std::cout << format_memory_table(plan_memory(cfg, Device::CUDA), device_gib);
+      const std::string why = memory_fit_error(cfg, size_t(device_gib * double(1ull << 30)));
+      if (!why.empty()) std::cout << why << "\n";
+      std::cout << std::flush;
       return 0;
     }
     TrainOptions opts;

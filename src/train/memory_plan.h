@@ -21,11 +21,23 @@ struct MemoryPlan {
   size_t grads = 0;        // full gradient arena, or the one reused buffer (per-layer updates)
   OptimStateBytes optim;
   size_t activations = 0;  // activation arena, logits workspace included
-  size_t total() const { return weights + grads + optim.total() + activations; }
+  size_t backend = 0;      // the CUDA backend's own buffers (op scratch, staging, cuBLASLt workspace)
+  size_t total() const { return weights + grads + optim.total() + activations + backend; }
 };
+
+// Memory the CUDA context, cuBLAS and cuSOLVER take outside our arenas (not
+// planned byte by byte; kept free by the fit check).
+constexpr size_t kDeviceReserveBytes = size_t(768) << 20;
 
 // For Device::CUDA the dtype is training.dtype (bf16 by default); the CPU is fp32.
 MemoryPlan plan_memory(const Config& cfg, Device device);
 std::string format_memory_table(const MemoryPlan& plan, double device_gib);
+
+// "" when cfg's plan (plus kDeviceReserveBytes) fits in device_bytes;
+// otherwise a one-line refusal with the plan's total and up to three
+// variations of the config that would fit, as --set options (recompute,
+// smaller micro-batches with the same total batch, per-layer updates, 8-bit
+// states).
+std::string memory_fit_error(const Config& cfg, size_t device_bytes);
 
 }  // namespace gt

@@ -13,9 +13,13 @@
 
 #include "checkpoint/checkpoint.h"
 #include "core/error.h"
+#include "core/rng.h"
 #include "data/loader.h"
 #include "data/tokenizer.h"
 #include "model/hf_io.h"
+#include "backend/cuda_backend.h"
+#include "backend/device_plan.h"
+#include "train/memory_plan.h"
 
 namespace gt {
 
@@ -53,12 +57,6 @@ LoaderOptions loader_options(const Config& cfg, const std::vector<std::string>& 
   return o;
 }
 
-// Model FLOPs per trained token: 6 per weight (forward + backward) plus
-// attention scores and values, 12*L*C*T (PaLM's convention, causal not halved).
-double flops_per_token(const ModelConfig& m, int T, int64_t num_weights) {
-  return 6.0 * double(num_weights) + 12.0 * m.num_layers * double(m.hidden_size) * T;
-}
-
 std::string fmt_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
   const int64_t t = int64_t(s);
@@ -83,21 +81,19 @@ Trainer::Trainer(const Config& cfg, const TrainOptions& opts) : cfg_(cfg), opts_
     }
   }
   backend_ = make_backend(cfg_.training.device);
-  if (backend_->device() == Device::CUDA) {
-    // The CUDA backend runs the model (galore-parity/galore-generate --device cuda), but the
-    // optimizers still update host fp32 weights; the device-side step is issue #6's work.
-    if (cfg_.training.device == "cuda")
-      fail("training.device=cuda: GPU training needs the device-side optimizer step, which is not implemented yet; "
-           "use training.device=cpu or auto");
-    spdlog::warn("a GPU is present, but GPU training is not implemented yet: training on the CPU");
-    backend_ = make_cpu_backend();
-  }
+  if (backend_->device() == Device::CUDA && cfg_.training.dtype != "bf16")
+    fail("training.dtype={}: the CUDA backend trains bf16 weights (fp32 master weights are not implemented); set "
+         "training.dtype=bf16, or training.device=cpu for fp32",
+         cfg_.training.dtype);
   const int B = cfg_.training.micro_batch_size, T = cfg_.training.seq_len;
+  check_memory_plan();
   model_ = std::make_unique<LlamaModel>(cfg_.model, *backend_, B, T, logits_workspace_rows(B * T),
                                         cfg_.training.recompute);
   const bool galore = cfg_.optimizer.name.rfind("galore", 0) == 0;
   params_ = llama_params(cfg_.model, galore ? cfg_.optimizer.galore.targets : std::vector<std::string>{});
-  optimizer_ = make_optimizer(cfg_.optimizer, params_, *backend_);
+  // Per-layer updates hand the optimizer every micro-batch; all-at-once sums them first.
+  const int optim_micro = cfg_.optimizer.per_layer_updates ? cfg_.grad_accum_steps() : 1;
+  optimizer_ = make_train_optimizer(cfg_.optimizer, params_, *backend_, optim_micro);
   if (cfg_.optimizer.per_layer_updates) {
     shared_grad_ = std::make_unique<SharedGradBuffer>(*backend_, params_);
     shared_grad_->set_consumer([this](int p, const Tensor& g) {
@@ -108,6 +104,10 @@ Trainer::Trainer(const Config& cfg, const TrainOptions& opts) : cfg_(cfg), opts_
   }
   batch_.resize(size_t(B) * (T + 1));
 
+  if (opts_.synthetic_data) {
+    model_->init_random(cfg_.training.seed);
+    return;  // no data, no checkpoints: train_step draws random tokens
+  }
   if (cfg_.data.train_shards.empty()) fail("data.train_shards is empty: set it to the token shards (docs/DATA.md)");
   if (!opts_.eval_only) loader_ = std::make_unique<TrainLoader>(loader_options(cfg_, cfg_.data.train_shards));
   if (!cfg_.data.val_shards.empty())
@@ -152,6 +152,22 @@ Trainer::Trainer(const Config& cfg, const TrainOptions& opts) : cfg_(cfg), opts_
 }
 
 Trainer::~Trainer() = default;
+
+// On the GPU: refuse a plan that cannot fit before allocating anything, and
+// reserve the backend's op scratch at its planned size (no growth in the step).
+void Trainer::check_memory_plan() {
+  if (backend_->device() != Device::CUDA) return;
+  const MemoryPlan plan = plan_memory(cfg_, Device::CUDA);
+  size_t free_b = 0, total_b = 0;
+  if (cuda_memory_info(&free_b, &total_b)) {
+    const std::string why = memory_fit_error(cfg_, free_b);
+    if (!why.empty()) fail("{}: {}", cfg_.logging.dir, why);
+    spdlog::info("memory plan: {:.2f} GiB of {:.2f} GiB free on the GPU", double(plan.total()) / (1ull << 30),
+                 double(free_b) / (1ull << 30));
+  }
+  cuda_backend_reserve_scratch(*backend_, cuda_backend_scratch_bytes(cfg_.model, cfg_.training.micro_batch_size,
+                                                                     cfg_.training.seq_len));
+}
 
 void Trainer::resume_from(const std::string& path) {
   const std::string why = verify_checkpoint(path);
@@ -232,7 +248,12 @@ double Trainer::train_step() {
   double loss_sum = 0.0;
   bool finite = true;
   for (int micro = 0; micro < n_micro && finite; ++micro) {
-    loader_->next_batch(cfg_.training.micro_batch_size, batch_.data());
+    if (loader_) {
+      loader_->next_batch(cfg_.training.micro_batch_size, batch_.data());
+    } else {  // synthetic data (benchmarks)
+      Rng rng(cfg_.training.seed ^ (uint64_t(step) << 20) ^ uint64_t(micro));
+      for (auto& t : batch_) t = int32_t(rng.next_u64() % uint64_t(cfg_.model.vocab_size));
+    }
     double loss = model_->forward(batch_.data());
     if (step == inject_nan_step_) loss = NAN;  // test hook: GALORE_INJECT_NAN_STEP
     if (!std::isfinite(loss)) {
@@ -338,7 +359,7 @@ void Trainer::show_progress(double loss) {
   const double tps = double(steps_this_run_ * tokens_per_step) / std::max(elapsed, 1e-9);
   const double peak = backend_->peak_flops();
   const std::string mfu =
-      peak > 0 ? fmt::format("{:.1f}%", 100.0 * tps * flops_per_token(cfg_.model, cfg_.training.seq_len,
+      peak > 0 ? fmt::format("{:.1f}%", 100.0 * tps * llama_flops_per_token(cfg_.model, cfg_.training.seq_len,
                                                                        model_->num_weights()) / peak)
                : "n/a";
   const double eta = elapsed / double(steps_this_run_) * double(cfg_.training.max_steps - state_.step);

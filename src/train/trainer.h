@@ -23,6 +23,8 @@ struct TrainOptions {
   std::string resume;            // "", "auto" or a checkpoint path
   bool eval_only = false;
   std::vector<std::string> overrides;  // --set values, logged when resuming
+  bool synthetic_data = false;   // uniform random tokens instead of shards (benchmarks): no
+                                 // validation, no checkpoints, no metrics file
 };
 
 // Counters that make a resume exact (saved in trainer_state.json).
@@ -51,10 +53,12 @@ class Trainer {
   size_t grad_bytes() const { return full_grads_ ? full_grads_->bytes() : shared_grad_->bytes(); }
   // One optimizer step; returns the mean training loss (NaN if skipped).
   double train_step();
+  Backend& backend() { return *backend_; }
   void save_checkpoint(const std::string& reason);
 
  private:
   void resume_from(const std::string& path);
+  void check_memory_plan();
   void log_step(double loss, double grad_norm, double step_seconds);
   void check_loss_spike(double loss);
   void show_progress(double loss);

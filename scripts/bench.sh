@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Training throughput benchmark on random tokens (issue #6's table), on the
+# GPU when one is present:
+#   1. llama1b, galore_adamw8bit rank 512, per-layer updates, micro-batch 16x256
+#   2. llama7b, galore_adamw8bit rank 1024, per-layer updates, 16x256, recompute
+#   3. llama7b as 2 with a projector refresh in every step (update_proj_gap=1):
+#      the refresh cost is its step time minus run 2's
+#   4. galore-train --estimate-memory for llama7b on a 24 GB card at
+#      micro-batches 1, 4 and 16
+# Every run is galore-bench (src/tools/galore_bench.cpp): median step time
+# after a warm-up. One step = one micro-batch (total_batch_size = 16) so the
+# numbers compare with the PyTorch reference in ../shared/MEASURED.md.
+#
+# Usage: bash scripts/bench.sh            (BUILD_DIR, default build; OUT for the JSONL)
+#        STEPS=5 WARMUP=2 bash scripts/bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD_DIR:-build}
+BIN=$BUILD/bin
+OUTDIR=${OUT:-$BUILD}
+mkdir -p "$OUTDIR"
+JSONL=$OUTDIR/bench.jsonl
+: >"$JSONL"
+STEPS=${STEPS:-8}
+WARMUP=${WARMUP:-3}
+[ -x "$BIN/galore-bench" ] || { echo "error: $BIN/galore-bench not built; run cmake --build $BUILD first" >&2; exit 1; }
+
+bench() {  # label config sets...
+  local label=$1 config=$2
+  shift 2
+  local sets=()
+  for s in "$@"; do sets+=(--set "$s"); done
+  echo "=== $label"
+  "$BIN/galore-bench" --config "$config" "${sets[@]}" --steps "$STEPS" --warmup "$WARMUP" --label "$label" \
+    --json "$JSONL" 2>&1 | grep -v " step [0-9]*/" || echo "FAILED: $label"
+}
+
+COMMON=(training.total_batch_size=16 training.micro_batch_size=16 training.seq_len=256 optimizer.per_layer_updates=true
+  optimizer.name=galore_adamw8bit)
+bench llama1b-r512 configs/llama1b.json "${COMMON[@]}" optimizer.galore.rank=512
+bench llama7b-r1024-recompute configs/llama7b.json "${COMMON[@]}" optimizer.galore.rank=1024 training.recompute=true
+STEPS=${REFRESH_STEPS:-3} WARMUP=1 bench llama7b-refresh-every-step configs/llama7b.json "${COMMON[@]}" \
+  optimizer.galore.rank=1024 training.recompute=true optimizer.galore.update_proj_gap=1
+
+echo "=== --estimate-memory, llama7b on a 24 GB card (22.35 GiB)"
+for mb in 1 4 16; do
+  "$BIN/galore-train" --config configs/llama7b.json --estimate-memory --device-gib 22.35 \
+    --set training.micro_batch_size=$mb | grep -E "^\| total|fit" | sed "s/^/mb=$mb: /"
+done
+
+python3 - "$JSONL" <<'EOF'
+import json, sys
+runs = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    runs[r["label"]] = r
+print()
+print("| run | device | tokens/s | model TFLOP/s | MFU | plan GiB | device used GiB | target |")
+print("|---|---|---|---|---|---|---|---|")
+targets = {"llama1b-r512": ">= 40,000 tok/s", "llama7b-r1024-recompute": ">= 12,000 tok/s, <= 20 GiB"}
+for label, r in runs.items():
+    mfu = "n/a" if r["mfu"] is None else f'{100 * r["mfu"]:.1f}%'
+    print(f'| {label} | {r["device"]} | {r["tokens_per_s"]:,.0f} | {r["model_tflops"]:.1f} | {mfu} | '
+          f'{r["plan_gib"]:.2f} | {r["device_used_gib"]:.2f} | {targets.get(label, "")} |')
+a, b = runs.get("llama7b-r1024-recompute"), runs.get("llama7b-refresh-every-step")
+if a and b:
+    refresh = b["step_s_median"] - a["step_s_median"]
+    tokens = a["tokens_per_s"] * a["step_s_median"]
+    eff = tokens / (a["step_s_median"] + refresh / 200)
+    print(f"\n7B projector refresh (224 matrices, warm): {refresh:.2f} s (target <= 3 s); "
+          f"effective rate at update_proj_gap 200: {eff:,.0f} tok/s (target >= 11,000)")
+EOF

@@ -1,0 +1,120 @@
+// galore-bench: training throughput on random tokens (no data, no
+// checkpoints): the trainer's own step, timed after a warm-up.
+//   galore-bench --config configs/llama1b.json --set training.total_batch_size=16 [--steps 10] [--warmup 3]
+// Prints one markdown table row and one JSON line (--json FILE appends it):
+// tokens/s (median step), model TFLOP/s (6*N + attention per token), MFU
+// against the card's dense bf16 peak, the memory plan and the device memory
+// in use. Each step ends in the optimizer's one host sync, so wall time
+// around a step equals device time; the backend is synchronized before the
+// clock starts.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "backend/device_plan.h"
+#include "config/config.h"
+#include "core/error.h"
+#include "train/memory_plan.h"
+#include "train/trainer.h"
+
+using namespace gt;
+
+namespace {
+double now_s() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"galore-bench: training throughput on random tokens"};
+  std::string config_path, json_path, label;
+  std::vector<std::string> overrides;
+  int steps = 10, warmup = 3;
+  app.add_option("--config", config_path, "JSON config (see docs/CONFIG.md)")->required();
+  app.add_option("--set", overrides, "override a key (repeatable)");
+  app.add_option("--steps", steps, "timed optimizer steps")->check(CLI::PositiveNumber);
+  app.add_option("--warmup", warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
+  app.add_option("--json", json_path, "append the result as one JSON line to this file");
+  app.add_option("--label", label, "name of this run in the output");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    Config cfg = load_config(config_path, overrides);
+    cfg.training.max_steps = std::max(cfg.training.max_steps, warmup + steps);
+    cfg.logging.progress = "plain";
+    if (label.empty()) label = config_path;
+    TrainOptions opts;
+    opts.synthetic_data = true;
+    size_t free0 = 0, total = 0;
+    const bool gpu = cuda_memory_info(&free0, &total);
+    const double t_init = now_s();
+    Trainer trainer(cfg, opts);
+    const double init_s = now_s() - t_init;
+    const Device dev = trainer.backend().device();
+    const MemoryPlan plan = plan_memory(cfg, dev);
+    std::vector<double> times;
+    double loss = 0.0;
+    for (int i = 0; i < warmup + steps; ++i) {
+      trainer.backend().synchronize();
+      const double t0 = now_s();
+      loss = trainer.train_step();
+      trainer.backend().synchronize();
+      const double dt = now_s() - t0;
+      if (i >= warmup) times.push_back(dt);
+      spdlog::info("{} step {}/{}: {:.3f} s, loss {:.4f}{}", label, i + 1, warmup + steps, dt, loss,
+                   i < warmup ? " (warm-up)" : "");
+    }
+    size_t free1 = 0;
+    if (gpu) cuda_memory_info(&free1, &total);
+    const double step_s = median(times);
+    const double tokens = double(cfg.training.total_batch_size) * cfg.training.seq_len;
+    const double tps = tokens / step_s;
+    const double flops =
+        tps * llama_flops_per_token(cfg.model, cfg.training.seq_len, trainer.model().num_weights());
+    const double peak = dev == Device::CUDA ? cuda_peak_bf16_flops() : 0.0;
+    const double gib = double(1ull << 30);
+    const double used = gpu && dev == Device::CUDA ? double(free0 - free1) / gib : 0.0;
+    nlohmann::json j = {{"label", label},
+                        {"device", dev == Device::CUDA ? cuda_device_description() : std::string("cpu")},
+                        {"params", trainer.model().num_weights()},
+                        {"optimizer", cfg.optimizer.name},
+                        {"micro_batch", cfg.training.micro_batch_size},
+                        {"seq_len", cfg.training.seq_len},
+                        {"accum", cfg.grad_accum_steps()},
+                        {"recompute", cfg.training.recompute},
+                        {"step_s_median", step_s},
+                        {"step_s_min", *std::min_element(times.begin(), times.end())},
+                        {"tokens_per_s", tps},
+                        {"model_tflops", flops / 1e12},
+                        {"mfu", peak > 0 ? nlohmann::json(flops / peak) : nlohmann::json(nullptr)},
+                        {"plan_gib", double(plan.total()) / gib},
+                        {"device_used_gib", used},
+                        {"init_s", init_s},
+                        {"final_loss", loss}};
+    std::cout << fmt::format("| {} | {} | {:.0f} | {:.1f} | {} | {:.2f} | {:.2f} |\n", label, cfg.optimizer.name, tps,
+                             flops / 1e12, peak > 0 ? fmt::format("{:.1f}%", 100 * flops / peak) : "n/a",
+                             double(plan.total()) / gib, used);
+    std::cout << j.dump() << std::endl;
+    if (!json_path.empty()) {
+      std::ofstream out(json_path, std::ios::app);
+      out << j.dump() << "\n";
+      if (!out) fail("--json {}: cannot write", json_path);
+    }
+    return 0;
+  } catch (const Error& e) {
+    std::cerr << "error: " << e.what() << std::endl;
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << std::endl;
+    return 1;
+  }
+}
