@@ -63,5 +63,37 @@ void apply_adamw_direction_cuda(float* w, const float* dir, const float* g, int6
                                 cudaStream_t stream);
 void apply_adamw_direction_cuda(__nv_bfloat16* w, const float* dir, const float* g, int64_t n, float step_size,
                                 float decay, cudaStream_t stream);
+
+// ---- the kernels behind OptimKernels (src/backend/cuda_optim_kernels.cu) ----
+// The steps above with a bf16 direction dir[n] (GaLore: it feeds a bf16 GEMM).
+void adam8bit_step_cuda(const float* g, __nv_bfloat16* dir, uint8_t* cm, uint8_t* cv, float* am, float* av, int64_t n,
+                        const float* map_m, const float* map_v, float beta1, float beta2, float eps,
+                        cudaStream_t stream);
+void adam32_step_cuda(const float* g, __nv_bfloat16* dir, float* m, float* v, int64_t n, float beta1, float beta2,
+                      float eps, cudaStream_t stream);
+// Full-rank AdamW fused: the moment update of adam8bit_step_cuda (one block per
+// absmax block) / adam32_step_cuda, then at once, without a dir buffer,
+// w[n] -= step_size * m/(sqrt(v)+eps); w -= decay * w, skipping elements whose
+// g is not finite (AdamMoments::step + apply_adamw_direction). TG, TW: float or
+// __nv_bfloat16. sr_seed != 0 rounds a bf16 w stochastically (cuda/stochastic_round.h,
+// keyed by the element index); fp32 w ignores it.
+template <typename TG, typename TW>
+void adam8bit_update_cuda(const TG* g, TW* w, uint8_t* cm, uint8_t* cv, float* am, float* av, int64_t n,
+                          const float* map_m, const float* map_v, float beta1, float beta2, float eps, float step_size,
+                          float decay, uint64_t sr_seed, cudaStream_t stream);
+template <typename TG, typename TW>
+void adam32_update_cuda(const TG* g, TW* w, float* m, float* v, int64_t n, float beta1, float beta2, float eps,
+                        float step_size, float decay, uint64_t sr_seed, cudaStream_t stream);
+// w[n] -= step_size * d[n]; w -= decay * w, on every element (GaLore's update with
+// the back-projected direction). TW float or __nv_bfloat16; sr_seed as above.
+template <typename TW>
+void apply_update_cuda(TW* w, const float* d, int64_t n, float step_size, float decay, uint64_t sr_seed,
+                       cudaStream_t stream);
+// quantize_blockwise_cpu / dequantize_blockwise_cpu on the device (map: device [256]).
+// Quantize: one 256-thread block per absmax block (block max, then codes).
+void quantize_blockwise_cuda(const float* map, const float* x, int64_t n, uint8_t* codes, float* absmax,
+                             cudaStream_t stream);
+void dequantize_blockwise_cuda(const float* map, const uint8_t* codes, const float* absmax, int64_t n, float* x,
+                               cudaStream_t stream);
 }  // namespace gt
 #endif  // GALORE_WITH_CUDA

@@ -10,4 +10,6 @@ if [ -x build/tests/test_kernels ]; then
   reason=$(build/tests/test_kernels --gtest_filter='GpuTest.Rope' 2>&1 | grep -m1 -i "no CUDA" || true)
   [ -n "$reason" ] && echo "gpu tests skipped: $reason"
 fi
+reason=$(GALORE_BIN=build/bin bash tests/gpu/gpu_parity.sh 2>&1 | grep -m1 "^SKIP" || true)
+[ -n "$reason" ] && echo "gpu shell tests (tests/gpu/*.sh) skipped: $reason"
 exit 0

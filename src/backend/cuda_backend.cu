@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "backend/cuda_backend.h"
+#include "backend/device_plan.h"
 #include "cuda/attention.h"
 #include "cuda/crossentropy.h"
 #include "cuda/embedding.h"
@@ -128,6 +129,11 @@ class CudaBackend final : public Backend {
     if (t.nbytes()) CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.nbytes(), stream_));
   }
   void synchronize() override { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  size_t memory_in_use() const override {
+    size_t free_b = 0, total_b = 0;
+    return cudaMemGetInfo(&free_b, &total_b) == cudaSuccess ? total_b - free_b : 0;
+  }
+  double peak_flops() const override { return cuda_peak_bf16_flops(); }
 
   // fp32 host values <-> a bf16 (or fp32) device tensor, through the staging buffer.
   void upload_f32(const Tensor& dst, const float* src) override {
@@ -269,6 +275,7 @@ class CudaBackend final : public Backend {
   }
 
   void reserve_scratch(size_t bytes) { scratch(bytes); }
+  CudaBackendHandles handles() { return {stream_, gemm_.get()}; }  // cuda_backend_handles()
 
  private:
   static constexpr int64_t kStagingElems = int64_t(4) << 20;  // 16 MiB of fp32
@@ -354,6 +361,12 @@ std::unique_ptr<Backend> make_cuda_backend_or_null() { return std::make_unique<C
 
 void cuda_backend_reserve_scratch(Backend& backend, size_t bytes) {
   if (auto* c = dynamic_cast<CudaBackend*>(&backend)) c->reserve_scratch(bytes);
+}
+
+CudaBackendHandles cuda_backend_handles(Backend& backend) {
+  auto* c = dynamic_cast<CudaBackend*>(&backend);
+  if (!c) fail("cuda_backend_handles: backend {} is not the CUDA backend", backend.name());
+  return c->handles();
 }
 
 }  // namespace gt

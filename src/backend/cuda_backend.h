@@ -20,3 +20,18 @@ std::unique_ptr<Backend> make_cuda_backend_or_null();
 void cuda_backend_reserve_scratch(Backend& backend, size_t bytes);
 
 }  // namespace gt
+
+#ifdef GALORE_WITH_CUDA
+#include <cuda_runtime.h>
+namespace gt {
+class CudaGemm;  // cuda/matmul.h
+// CUDA-only: the backend's stream and GEMM, for code that queues its own
+// kernels behind the backend's ops (the optimizer kernels). `backend` must be
+// the CUDA backend (gt::Error otherwise).
+struct CudaBackendHandles {
+  cudaStream_t stream = nullptr;
+  CudaGemm* gemm = nullptr;
+};
+CudaBackendHandles cuda_backend_handles(Backend& backend);
+}  // namespace gt
+#endif  // GALORE_WITH_CUDA
