@@ -15,6 +15,7 @@ GT_HD void swiglu_grad(float g, float u, float dout, float* dg, float* du) {
 // out[n] = silu(gate[n]) * up[n] over n elements ([N, I] tensors)
 void swiglu_forward_cpu(float* out, const float* gate, const float* up, int64_t n);
 // dgate, dup overwritten.
+// dgate/dup may alias gate/up (each element is read before it is written).
 void swiglu_backward_cpu(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n);
 }  // namespace gt
 

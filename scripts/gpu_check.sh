@@ -15,9 +15,12 @@
 # installs. The lent machines cannot fetch anything, so when a package is
 # missing there, carry them: on this (networked) machine run
 #     bash scripts/gpu_check.sh --fetch-deps      # .debs into .gpu_deps/ (gitignore it)
-# and carry `.gpu_deps` with the device call; this script then unpacks them
-# into .gpu_deps/root (never into /) and points CMake, pkg-config and the
-# linker there.
+# and carry `.gpu_deps` with the device call (24 MB; delete .gpu_deps/root
+# first if an earlier run left it); this script then unpacks them into
+# .gpu_deps/root (never into /) and points CMake, pkg-config, the compiler and
+# the linker there. Checked on the dev box (2026-11-28) with every file of
+# those packages hidden by bind mounts in a private mount namespace: configure,
+# build and run used only the carried copies.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -118,6 +121,9 @@ if ls .gpu_deps/*.deb >/dev/null 2>&1; then
   export CMAKE_PREFIX_PATH="$DEPS/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
   export PKG_CONFIG_PATH="$DEPS/usr/lib/$MULTI/pkgconfig:$DEPS/usr/lib/$MULTI/openblas-pthread/pkgconfig:$DEPS/usr/share/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
   export PKG_CONFIG_SYSROOT_DIR="$DEPS"
+  # lapack.pc / blas.pc are update-alternatives links that dpkg -x does not make: point them at OpenBLAS.
+  ln -sf "../openblas-pthread/pkgconfig/lapack-openblas.pc" "$DEPS/usr/lib/$MULTI/pkgconfig/lapack.pc"
+  ln -sf "../openblas-pthread/pkgconfig/blas-openblas.pc" "$DEPS/usr/lib/$MULTI/pkgconfig/blas.pc"
   # Debian points libblas.so.3/liblapack.so.3 at OpenBLAS through alternatives, which dpkg -x
   # does not set up: put OpenBLAS's directory first instead.
   export LD_LIBRARY_PATH="$DEPS/usr/lib/$MULTI/openblas-pthread:$DEPS/usr/lib/$MULTI:$DEPS/usr/lib/$MULTI/lapack:$DEPS/usr/lib/$MULTI/blas${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"

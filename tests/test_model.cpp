@@ -97,6 +97,7 @@ TEST(Model, SharedBufferSinkSeesTheSameGradients) {
     const float* b = full.grad(p).f32();
     for (int64_t k = 0; k < g.numel(); ++k) ASSERT_EQ(a[k], b[k]) << model.params()[size_t(p)].name;
   });
+  model.forward(tokens.data());  // backward consumes the forward's activations (gate/up in place)
   model.backward(shared);
   EXPECT_EQ(int(order.size()), model.num_params());  // every weight exactly once
   EXPECT_EQ(order.front(), model.num_params() - 1);  // lm_head first

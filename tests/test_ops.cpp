@@ -114,6 +114,11 @@ TEST(Ops, SwiGlu) {
   swiglu_backward_cpu(dg.data(), du.data(), r.data(), g.data(), u.data(), n);
   EXPECT_LT(fd_rel_error(loss, g.data(), n, dg.data(), n), kTol);
   EXPECT_LT(fd_rel_error(loss, u.data(), n, du.data(), n), kTol);
+  // In place (the model writes dgate/dup over gate/up): the same values.
+  std::vector<float> g2 = g, u2 = u;
+  swiglu_backward_cpu(g2.data(), u2.data(), r.data(), g2.data(), u2.data(), n);
+  EXPECT_EQ(g2, dg);
+  EXPECT_EQ(u2, du);
 }
 
 TEST(Ops, CrossEntropy) {

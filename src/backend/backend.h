@@ -60,6 +60,7 @@ class Backend {
                                   const Tensor& lse) = 0;
   // out[N,I] = silu(gate) * up
   virtual void swiglu_forward(const Tensor& out, const Tensor& gate, const Tensor& up) = 0;
+  // dgate/dup may alias gate/up (in place; the model does that).
   virtual void swiglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout, const Tensor& gate,
                                const Tensor& up) = 0;
   // lm_head + softmax cross-entropy, chunked over rows of `logits` (workspace [R,V], R <= N).

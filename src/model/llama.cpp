@@ -79,9 +79,7 @@ std::vector<BufferSpec> llama_activation_specs(const ModelConfig& cfg, int B, in
   s.push_back({"dk", dt, {B, T, KV, D}});
   s.push_back({"dv", dt, {B, T, KV, D}});
   s.push_back({"datt", dt, {B, T, NH, D}});
-  s.push_back({"dh", dt, {N, I}});
-  s.push_back({"dgate", dt, {N, I}});
-  s.push_back({"dup", dt, {N, I}});
+  s.push_back({"dh", dt, {N, I}});  // dgate/dup overwrite gate/up in place (dead after SwiGLU's backward)
   return s;
 }
 
@@ -120,8 +118,7 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, int B, int T, i
       *t = v[i++];
     acts_.push_back(a);
   }
-  for (Tensor* t : {&x_final_, &lnf_, &rstdf_, &losses_, &logits_, &dresid_, &dln_, &dq_, &dk_, &dv_, &datt_, &dh_,
-                    &dgate_, &dup_})
+  for (Tensor* t : {&x_final_, &lnf_, &rstdf_, &losses_, &logits_, &dresid_, &dln_, &dq_, &dk_, &dv_, &datt_, &dh_})
     *t = v[i++];
   GT_ASSERT(i == v.size());
   const size_t N = size_t(B) * T;
@@ -265,12 +262,16 @@ void LlamaModel::backward(GradSink& sink, float dloss_scale) {
     g = grad_for(sink, L.down, &acc);
     be_.matmul_backward(dh_, g, dresid_, a.h, W(L.down), false, acc);
     sink.grad_ready(L.down);
-    be_.swiglu_backward(dgate_, dup_, dh_, a.gate, a.up);
+    // In place: gate/up are dead after this (recompute refills them), so
+    // dgate/dup need no buffers of their own ([N, I] each: 180 MB at 7B).
+    const Tensor& dgate = a.gate;
+    const Tensor& dup = a.up;
+    be_.swiglu_backward(dgate, dup, dh_, a.gate, a.up);
     g = grad_for(sink, L.up, &acc);
-    be_.matmul_backward(dln_, g, dup_, a.ln2, W(L.up), false, acc);
+    be_.matmul_backward(dln_, g, dup, a.ln2, W(L.up), false, acc);
     sink.grad_ready(L.up);
     g = grad_for(sink, L.gate, &acc);
-    be_.matmul_backward(dln_, g, dgate_, a.ln2, W(L.gate), true, acc);
+    be_.matmul_backward(dln_, g, dgate, a.ln2, W(L.gate), true, acc);
     sink.grad_ready(L.gate);
     g = grad_for(sink, L.ln2, &acc);
     if (!acc) be_.zero(g);

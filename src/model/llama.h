@@ -21,7 +21,7 @@ namespace gt {
 
 // Rows of the lm_head + cross-entropy workspace for N = B*T rows: the fp32
 // logits of at most this many rows exist at once.
-inline int logits_workspace_rows(int N) { return N < 2048 ? N : 2048; }
+inline int logits_workspace_rows(int N) { return N < 1024 ? N : 1024; }
 
 // Parameter list in HF order with GaLore targets marked.
 std::vector<ParamInfo> llama_params(const ModelConfig& cfg, const std::vector<std::string>& galore_targets);
@@ -69,6 +69,7 @@ class LlamaModel {
   // Returns the mean cross-entropy over the B*T targets.
   double forward(const int32_t* tokens);
   // Backward of the last forward; dloss_scale multiplies d(mean loss) (1/n_micro for accumulation).
+  // It consumes that forward (SwiGLU gradients overwrite gate/up): forward again before another backward.
   void backward(GradSink& sink, float dloss_scale = 1.0f);
 
   // Inspection (parity tool, tests): hidden.0..L as in HF, logits (if logits_rows == 0).
@@ -101,7 +102,7 @@ class LlamaModel {
   std::vector<Tensor> weights_;
   std::vector<LayerActs> acts_;
   Tensor tokens_, targets_, x_final_, lnf_, rstdf_, losses_, logits_;
-  Tensor dresid_, dln_, dq_, dk_, dv_, datt_, dh_, dgate_, dup_;
+  Tensor dresid_, dln_, dq_, dk_, dv_, datt_, dh_;
   std::vector<int32_t> host_inputs_, host_targets_;
   std::vector<float> host_losses_;
 };

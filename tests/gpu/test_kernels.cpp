@@ -388,6 +388,13 @@ TEST_F(GpuTest, Swiglu) {
       expect_close("out", strip(d_out.download_f32()), ref, kBf16Tol);
       expect_close("dgate", strip(d_dg.download_f32()), ref_dg, kBf16Tol);
       expect_close("dup", strip(d_du.download_f32()), ref_du, kBf16Tol);
+      // In place, as the model calls it (dgate/dup over gate/up): the same bits.
+      const auto dg_out = d_dg.download_f32(), du_out = d_du.download_f32();
+      swiglu_backward_cuda(d_gate.p + offset, d_up.p + offset, d_dout.p + offset, d_gate.p + offset, d_up.p + offset,
+                           n, stream);
+      sync();
+      EXPECT_EQ(strip(d_gate.download_f32()), strip(dg_out));
+      EXPECT_EQ(strip(d_up.download_f32()), strip(du_out));
     }
   }
 }

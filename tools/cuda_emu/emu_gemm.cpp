@@ -2,6 +2,9 @@
 // the row-major wrappers copied verbatim from cuda/matmul.cu.
 #include "emu_helpers.h"
 #include "cuda/matmul.h"
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 namespace gt {
 struct CudaGemm::Impl { cudaStream_t s; };
 CudaGemm::CudaGemm(cudaStream_t s, size_t) : impl_(std::make_unique<Impl>()) { impl_->s = s; }
@@ -10,6 +13,21 @@ cudaStream_t CudaGemm::stream() const { return impl_->s; }
 void CudaGemm::gemm(bool ta, bool tb, int m, int n, int k, const bf16* A, int lda, const bf16* B, int ldb, void* D,
                     bool d_f32, int ldd, float alpha, float beta) {
   if (m <= 0 || n <= 0) return;
+  // cuBLAS(Lt)'s argument rules: a mapping mistake shows up here (a real GPU
+  // would return CUBLAS_STATUS_INVALID_VALUE, or read out of bounds).
+  if (k <= 0 || lda < std::max(1, ta ? k : m) || ldb < std::max(1, tb ? n : k) || ldd < std::max(1, m)) {
+    std::fprintf(stderr, "emu gemm: bad leading dimension: ta=%d tb=%d m=%d n=%d k=%d lda=%d ldb=%d ldd=%d\n", ta, tb,
+                 m, n, k, lda, ldb, ldd);
+    std::abort();
+  }
+  // Every operand must be device memory of the size its shape and ld imply.
+  const size_t es = sizeof(bf16), ds = d_f32 ? sizeof(float) : sizeof(bf16);
+  const size_t a_cols = ta ? m : k, b_cols = tb ? k : n;
+  if (k > 0) {
+    emu_expect_device(A, (size_t(lda) * (a_cols - 1) + (ta ? k : m)) * es, "emu gemm: A is not device memory of its size");
+    emu_expect_device(B, (size_t(ldb) * (b_cols - 1) + (tb ? n : k)) * es, "emu gemm: B is not device memory of its size");
+  }
+  emu_expect_device(D, (size_t(ldd) * (n - 1) + m) * ds, "emu gemm: D is not device memory of its size");
   for (int j = 0; j < n; ++j)
     for (int i = 0; i < m; ++i) {
       float acc = 0.0f;

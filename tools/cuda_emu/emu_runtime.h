@@ -1,22 +1,145 @@
 // Host-memory stand-ins for the CUDA runtime calls used by the kernels' host
-// code, the backend and the tests. Force-included into every emulated TU.
+// code, the backend, the optimizer kernels and the tests. Force-included into
+// every emulated TU.
+//
+// "Device" memory is host memory, but every cudaMalloc'd range is recorded, so
+// that (1) cudaMemcpy*/cudaMemset* check that each pointer is on the side its
+// cudaMemcpyKind says (a host pointer handed to the device or the reverse is a
+// bug a real GPU turns into a fault or garbage), and (2) cudaMemGetInfo reports
+// an 80 GiB device whose used part is what the program allocated (the memory
+// plan can be compared with it). Everything runs synchronously: streams and
+// events are no-ops, so missing synchronizations cannot be seen here.
 #pragma once
 #include <cuda_runtime.h>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <cstdint>
+#include <map>
+#include <mutex>
+
+struct EmuMemTable {
+  std::mutex mu;
+  std::map<uintptr_t, size_t> dev;   // start -> bytes (cudaMalloc)
+  std::map<uintptr_t, size_t> host;  // start -> bytes (cudaMallocHost)
+  size_t dev_bytes = 0, dev_peak = 0;
+};
+inline EmuMemTable& emu_mem() {
+  static EmuMemTable* t = new EmuMemTable;  // never destroyed: frees may come from static destructors
+  return *t;
+}
+constexpr size_t kEmuDeviceBytes = size_t(80) << 30;
+
+// Whether [p, p + n) lies inside one recorded allocation of `table`.
+inline bool emu_in(const std::map<uintptr_t, size_t>& table, const void* p, size_t n) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  auto it = table.upper_bound(a);
+  if (it == table.begin()) return false;
+  --it;
+  return a >= it->first && a + n <= it->first + it->second;
+}
+inline bool emu_is_device(const void* p, size_t n = 1) {
+  std::lock_guard<std::mutex> l(emu_mem().mu);
+  return emu_in(emu_mem().dev, p, n ? n : 1);
+}
+// Bytes the program holds in cudaMalloc allocations now / at most.
+inline size_t emu_device_bytes_in_use() {
+  std::lock_guard<std::mutex> l(emu_mem().mu);
+  return emu_mem().dev_bytes;
+}
+inline size_t emu_device_bytes_peak() {
+  std::lock_guard<std::mutex> l(emu_mem().mu);
+  return emu_mem().dev_peak;
+}
+inline void emu_reset_device_peak() {
+  std::lock_guard<std::mutex> l(emu_mem().mu);
+  emu_mem().dev_peak = emu_mem().dev_bytes;
+}
+[[noreturn]] inline void emu_die(const char* what, const void* p, size_t n) {
+  std::fprintf(stderr, "emu runtime: %s (pointer %p, %zu bytes)\n", what, p, n);
+  std::abort();
+}
+// p must be device memory ([p, p + n) inside one cudaMalloc), or host memory (not device).
+inline void emu_expect_device(const void* p, size_t n, const char* what) {
+  if (n && !emu_is_device(p, n)) emu_die(what, p, n);
+}
+inline void emu_expect_host(const void* p, size_t n, const char* what) {
+  if (n && emu_is_device(p, 1)) emu_die(what, p, n);
+}
 
 template <class T> inline cudaError_t emu_cudaMalloc(T** p, size_t n) {
-  *p = reinterpret_cast<T*>(std::aligned_alloc(256, (n + 255) / 256 * 256 + 256));
-  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+  void* q = std::aligned_alloc(256, (n + 255) / 256 * 256 + 256);
+  *p = reinterpret_cast<T*>(q);
+  if (!q) return cudaErrorMemoryAllocation;
+  auto& t = emu_mem();
+  std::lock_guard<std::mutex> l(t.mu);
+  t.dev[reinterpret_cast<uintptr_t>(q)] = n;
+  t.dev_bytes += n;
+  t.dev_peak = t.dev_bytes > t.dev_peak ? t.dev_bytes : t.dev_peak;
+  return cudaSuccess;
 }
-inline cudaError_t emu_cudaFree(void* p) { std::free(p); return cudaSuccess; }
-template <class T> inline cudaError_t emu_cudaMallocHost(T** p, size_t n) { return emu_cudaMalloc(p, n); }
-inline cudaError_t emu_cudaFreeHost(void* p) { std::free(p); return cudaSuccess; }
-inline cudaError_t emu_cudaMemcpy(void* d, const void* s, size_t n, cudaMemcpyKind) { std::memmove(d, s, n); return cudaSuccess; }
-inline cudaError_t emu_cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind, cudaStream_t = 0) { std::memmove(d, s, n); return cudaSuccess; }
-inline cudaError_t emu_cudaMemset(void* d, int v, size_t n) { std::memset(d, v, n); return cudaSuccess; }
-inline cudaError_t emu_cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t = 0) { std::memset(d, v, n); return cudaSuccess; }
+inline cudaError_t emu_cudaFree(void* p) {
+  if (!p) return cudaSuccess;
+  {
+    auto& t = emu_mem();
+    std::lock_guard<std::mutex> l(t.mu);
+    auto it = t.dev.find(reinterpret_cast<uintptr_t>(p));
+    if (it == t.dev.end()) emu_die("cudaFree of a pointer cudaMalloc did not return", p, 0);
+    t.dev_bytes -= it->second;
+    t.dev.erase(it);
+  }
+  std::free(p);
+  return cudaSuccess;
+}
+template <class T> inline cudaError_t emu_cudaMallocHost(T** p, size_t n) {
+  void* q = std::aligned_alloc(256, (n + 255) / 256 * 256 + 256);
+  *p = reinterpret_cast<T*>(q);
+  if (!q) return cudaErrorMemoryAllocation;
+  std::lock_guard<std::mutex> l(emu_mem().mu);
+  emu_mem().host[reinterpret_cast<uintptr_t>(q)] = n;
+  return cudaSuccess;
+}
+inline cudaError_t emu_cudaFreeHost(void* p) {
+  if (!p) return cudaSuccess;
+  {
+    std::lock_guard<std::mutex> l(emu_mem().mu);
+    if (!emu_mem().host.erase(reinterpret_cast<uintptr_t>(p)))
+      emu_die("cudaFreeHost of a pointer cudaMallocHost did not return", p, 0);
+  }
+  std::free(p);
+  return cudaSuccess;
+}
+inline void emu_check_copy(void* d, const void* s, size_t n, cudaMemcpyKind k) {
+  switch (k) {
+    case cudaMemcpyHostToDevice:
+      emu_expect_device(d, n, "cudaMemcpy HostToDevice: destination is not (inside) a device allocation");
+      emu_expect_host(s, n, "cudaMemcpy HostToDevice: source is device memory");
+      break;
+    case cudaMemcpyDeviceToHost:
+      emu_expect_device(s, n, "cudaMemcpy DeviceToHost: source is not (inside) a device allocation");
+      emu_expect_host(d, n, "cudaMemcpy DeviceToHost: destination is device memory");
+      break;
+    case cudaMemcpyDeviceToDevice:
+      emu_expect_device(d, n, "cudaMemcpy DeviceToDevice: destination is not (inside) a device allocation");
+      emu_expect_device(s, n, "cudaMemcpy DeviceToDevice: source is not (inside) a device allocation");
+      break;
+    default: break;
+  }
+}
+inline cudaError_t emu_cudaMemcpy(void* d, const void* s, size_t n, cudaMemcpyKind k) {
+  emu_check_copy(d, s, n, k);
+  std::memmove(d, s, n);
+  return cudaSuccess;
+}
+inline cudaError_t emu_cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind k, cudaStream_t = 0) {
+  return emu_cudaMemcpy(d, s, n, k);
+}
+inline cudaError_t emu_cudaMemset(void* d, int v, size_t n) {
+  emu_expect_device(d, n, "cudaMemset: destination is not (inside) a device allocation");
+  std::memset(d, v, n);
+  return cudaSuccess;
+}
+inline cudaError_t emu_cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t = 0) { return emu_cudaMemset(d, v, n); }
 inline cudaError_t emu_cudaStreamCreate(cudaStream_t* s) { *s = reinterpret_cast<cudaStream_t>(uintptr_t(64)); return cudaSuccess; }
 inline cudaError_t emu_cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) { return emu_cudaStreamCreate(s); }
 inline cudaError_t emu_cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
@@ -25,7 +148,20 @@ inline cudaError_t emu_cudaDeviceSynchronize() { return cudaSuccess; }
 inline cudaError_t emu_cudaGetDeviceCount(int* n) { *n = 1; return cudaSuccess; }
 inline cudaError_t emu_cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
 inline cudaError_t emu_cudaGetDeviceProperties(cudaDeviceProp* p, int) { std::memset(p, 0, sizeof(*p)); std::strcpy(p->name, "emulator"); p->major = 9; return cudaSuccess; }
-inline cudaError_t emu_cudaMemGetInfo(size_t* f, size_t* t) { *f = *t = 0; return cudaSuccess; }
+inline cudaError_t emu_cudaMemGetInfo(size_t* f, size_t* t) {
+  const size_t used = emu_device_bytes_in_use();
+  *t = kEmuDeviceBytes;
+  *f = used < kEmuDeviceBytes ? kEmuDeviceBytes - used : 0;
+  return cudaSuccess;
+}
+// Events: everything is synchronous, so an event is always complete.
+inline cudaError_t emu_cudaEventCreate(cudaEvent_t* e) { *e = reinterpret_cast<cudaEvent_t>(uintptr_t(128)); return cudaSuccess; }
+inline cudaError_t emu_cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) { return emu_cudaEventCreate(e); }
+inline cudaError_t emu_cudaEventDestroy(cudaEvent_t) { return cudaSuccess; }
+inline cudaError_t emu_cudaEventRecord(cudaEvent_t, cudaStream_t = 0) { return cudaSuccess; }
+inline cudaError_t emu_cudaEventQuery(cudaEvent_t) { return cudaSuccess; }
+inline cudaError_t emu_cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+inline cudaError_t emu_cudaEventElapsedTime(float* ms, cudaEvent_t, cudaEvent_t) { *ms = 0.0f; return cudaSuccess; }
 
 #define cudaMalloc emu_cudaMalloc
 #define cudaFree emu_cudaFree
@@ -44,4 +180,12 @@ inline cudaError_t emu_cudaMemGetInfo(size_t* f, size_t* t) { *f = *t = 0; retur
 #define cudaGetDevice emu_cudaGetDevice
 #define cudaGetDeviceProperties emu_cudaGetDeviceProperties
 #define cudaMemGetInfo emu_cudaMemGetInfo
+#define cudaEventCreate emu_cudaEventCreate
+#define cudaEventCreateWithFlags emu_cudaEventCreateWithFlags
+#define cudaEventDestroy emu_cudaEventDestroy
+#define cudaEventRecord emu_cudaEventRecord
+#define cudaEventQuery emu_cudaEventQuery
+#define cudaEventSynchronize emu_cudaEventSynchronize
+#define cudaEventElapsedTime emu_cudaEventElapsedTime
 #define cudaGetLastError() cudaSuccess
+#define cudaPeekAtLastError() cudaSuccess

@@ -1,0 +1,231 @@
+// The GPU training path end to end on the CUDA emulator (tools/cuda_emu/run_train.sh):
+// Trainer with training.device=cuda (CudaBackend, bf16 weights/activations,
+// BackendAdamW over CudaOptimKernels, emulated kernels, emu_gemm for cuBLASLt,
+// emu_projector for the cuBLAS/cuSOLVER refresh) against the same Trainer on
+// the CPU backend (fp32), on a micro LLaMA with synthetic tokens (the same
+// seeded tokens on both; init_random gives the same fp32 init, rounded to
+// bf16 on the GPU).
+//
+// Per case, after a few optimizer steps:
+//   - per-step loss: |Δ| / loss < 2e-2, no NaN;
+//   - every weight: ‖w_gpu − w_cpu‖ / ‖w_cpu‖ < 2e-2;
+//   - every matrix's update Δw = w_after − w_before: ‖Δw_gpu − Δw_cpu‖ / ‖Δw_cpu‖
+//     < kUpdateTol (bf16 weights round each update; a wrong mapping, transpose,
+//     scale or missing step gives ~1 or more);
+//   - BackendAdamW::state_bytes() == backend_adamw_state_bytes(cfg, params, n_micro, CUDA).total();
+//   - save_state -> load_state into a fresh CUDA optimizer reproduces every
+//     state tensor bit for bit, and the CPU optimizer loads the GPU's state;
+//   - the emulated device memory the run allocated stays within plan_memory().
+// Environment: EMU_STEPS (default 3), EMU_LAYERS (default 2), EMU_VERBOSE=1
+// prints per-parameter errors.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include "backend/backend.h"
+#include "config/config.h"
+#include "core/safetensors.h"
+#include "model/llama.h"
+#include "optim/backend_adamw.h"
+#include "optim/optimizer.h"
+#include "train/memory_plan.h"
+#include "train/trainer.h"
+
+using namespace gt;
+
+namespace {
+
+constexpr double kLossTol = 2e-2;    // relative, per step
+constexpr double kWeightTol = 2e-2;  // relative norm error per weight
+constexpr double kUpdateTol = 0.25;  // relative norm error of a matrix's update
+
+int env_int(const char* name, int def) {
+  const char* s = std::getenv(name);
+  return s && *s ? std::atoi(s) : def;
+}
+bool verbose() { return env_int("EMU_VERBOSE", 0) != 0; }
+
+Config micro_config(const std::string& device, const std::vector<std::string>& extra) {
+  std::vector<std::string> o = {
+      "model.vocab_size=64",        "model.hidden_size=64",          "model.intermediate_size=128",
+      "model.num_layers=" + std::to_string(env_int("EMU_LAYERS", 2)),
+      "model.num_heads=4",          "model.num_kv_heads=2",          "model.max_seq_len=16",
+      "training.seq_len=16",        "training.micro_batch_size=2",   "training.total_batch_size=2",
+      "training.grad_clip=1.0",     "training.device=" + device,     "training.max_steps=100",
+      "training.seed=7",            "schedule.type=constant",        "schedule.warmup_steps=0",
+      "optimizer.lr=2e-3",          "optimizer.weight_decay=0.1",    "optimizer.galore.rank=32",
+      "optimizer.galore.update_proj_gap=2", "optimizer.galore.scale=0.25",
+      "logging.dir=/tmp/gt_emu_train", "logging.progress=plain"};
+  o.insert(o.end(), extra.begin(), extra.end());
+  return load_config("configs/tiny.json", o);
+}
+
+std::map<std::string, std::vector<uint8_t>> state_of(const Optimizer& opt, const std::string& path) {
+  SafetensorsWriter out;
+  opt.save_state(out);
+  out.write(path);
+  SafetensorsFile f = SafetensorsFile::open(path);
+  std::map<std::string, std::vector<uint8_t>> m;
+  for (const std::string& name : f.names()) {
+    const StTensor& t = f.get(name);
+    m[name] = std::vector<uint8_t>(t.data, t.data + t.nbytes);
+  }
+  return m;
+}
+
+std::string tmp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("gt_emu_train_" + std::to_string(::getpid()) + "_" + name))
+      .string();
+}
+
+double rel_err(const std::vector<float>& a, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    num += (double(a[i]) - ref[i]) * (double(a[i]) - ref[i]);
+    den += double(ref[i]) * ref[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+struct Run {
+  std::vector<double> losses;
+  std::vector<std::vector<float>> w0, w;  // before / after the steps
+  std::vector<std::string> names;
+  std::vector<bool> matrix;
+  double seconds = 0;
+};
+
+using Check = std::function<void(Trainer&, const Config&)>;
+
+Run run(const Config& cfg, int steps, const Check& after = {}) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Trainer t(cfg, TrainOptions{.synthetic_data = true});
+  Run r;
+  for (int p = 0; p < t.model().num_params(); ++p) {
+    r.w0.push_back(t.model().get_weight(p));
+    r.names.push_back(t.model().params()[size_t(p)].name);
+    r.matrix.push_back(t.model().params()[size_t(p)].cols > 1);
+  }
+  for (int s = 0; s < steps; ++s) r.losses.push_back(t.train_step());
+  for (int p = 0; p < t.model().num_params(); ++p) r.w.push_back(t.model().get_weight(p));
+  if (after) after(t, cfg);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+// The CUDA optimizer's own checks (inside the GPU Trainer, after its steps).
+void check_cuda_optimizer(Trainer& t, const Config& cfg) {
+  auto* opt = dynamic_cast<BackendAdamW*>(&t.optimizer());
+  ASSERT_NE(opt, nullptr) << "the GPU trainer must run BackendAdamW";
+  const bool galore = cfg.optimizer.name.rfind("galore", 0) == 0;
+  const auto params = llama_params(cfg.model, galore ? cfg.optimizer.galore.targets : std::vector<std::string>{});
+  const int n_micro = cfg.optimizer.per_layer_updates ? cfg.grad_accum_steps() : 1;
+  // memory plan == what the optimizer allocated
+  const OptimStateBytes planned = backend_adamw_state_bytes(cfg.optimizer, params, n_micro, Device::CUDA);
+  EXPECT_EQ(opt->state_bytes(), planned.total());
+  // the whole run within plan_memory (the emulated GEMM has no 32 MiB cuBLASLt workspace)
+  const MemoryPlan plan = plan_memory(cfg, Device::CUDA);
+  const size_t peak = emu_device_bytes_peak(), now = emu_device_bytes_in_use();
+  std::printf("[ memory   ] plan %zu bytes (optimizer %zu); emulated device: %zu in use, peak %zu\n", plan.total(),
+              planned.total(), now, peak);
+  EXPECT_LE(peak, plan.total());
+
+  // save -> load into a fresh optimizer on the same backend: bit for bit
+  const auto saved = state_of(*opt, tmp_path("a.st"));
+  auto fresh = make_train_optimizer(cfg.optimizer, params, t.backend(), n_micro);
+  {
+    SafetensorsFile f = SafetensorsFile::open(tmp_path("a.st"));
+    fresh->load_state(f);
+  }
+  const auto reloaded = state_of(*fresh, tmp_path("b.st"));
+  EXPECT_EQ(saved.size(), reloaded.size());
+  for (const auto& [name, bytes] : saved) {
+    auto it = reloaded.find(name);
+    ASSERT_NE(it, reloaded.end()) << name;
+    EXPECT_TRUE(it->second == bytes) << "state tensor " << name << " changed in save -> load";
+  }
+  // a checkpoint written on the GPU loads on the CPU
+  auto cpu = make_cpu_backend();
+  auto cpu_opt = make_train_optimizer(cfg.optimizer, params, *cpu, n_micro);
+  {
+    SafetensorsFile f = SafetensorsFile::open(tmp_path("a.st"));
+    EXPECT_NO_THROW(cpu_opt->load_state(f));
+  }
+  std::filesystem::remove(tmp_path("a.st"));
+  std::filesystem::remove(tmp_path("b.st"));
+}
+
+void compare(const std::string& what, const std::vector<std::string>& extra) {
+  const int steps = env_int("EMU_STEPS", 3);
+  const Run cpu = run(micro_config("cpu", extra), steps);
+  emu_reset_device_peak();
+  const Run gpu = run(micro_config("cuda", extra), steps, check_cuda_optimizer);
+  std::printf("[ %-8s ] %s: %d steps, CPU %.1f s, emulated GPU %.1f s\n", "time", what.c_str(), steps, cpu.seconds,
+              gpu.seconds);
+  ASSERT_EQ(cpu.losses.size(), gpu.losses.size());
+  for (size_t s = 0; s < cpu.losses.size(); ++s) {
+    const double a = cpu.losses[s], b = gpu.losses[s];
+    std::printf("[ loss     ] step %zu: cpu %.6f  gpu %.6f  rel %.2e\n", s, a, b, std::fabs(a - b) / std::fabs(a));
+    EXPECT_TRUE(std::isfinite(b)) << "step " << s;
+    EXPECT_LT(std::fabs(a - b) / std::fabs(a), kLossTol) << "step " << s;
+  }
+  ASSERT_EQ(cpu.w.size(), gpu.w.size());
+  double worst_w = 0, worst_u = 0;
+  std::string worst_w_name, worst_u_name;
+  for (size_t p = 0; p < cpu.w.size(); ++p) {
+    for (float x : gpu.w[p]) ASSERT_TRUE(std::isfinite(x)) << cpu.names[p];
+    const double ew = rel_err(gpu.w[p], cpu.w[p]);
+    std::vector<float> du(cpu.w[p].size()), dg(cpu.w[p].size());
+    for (size_t i = 0; i < du.size(); ++i) du[i] = cpu.w[p][i] - cpu.w0[p][i], dg[i] = gpu.w[p][i] - gpu.w0[p][i];
+    const double eu = rel_err(dg, du);
+    if (verbose()) std::printf("    %-48s weight %.2e  update %.2e\n", cpu.names[p].c_str(), ew, eu);
+    EXPECT_LT(ew, kWeightTol) << cpu.names[p];
+    if (ew > worst_w) worst_w = ew, worst_w_name = cpu.names[p];
+    if (cpu.matrix[p]) {  // 1-D norm weights: bf16 cannot hold updates below its ulp at 1.0
+      EXPECT_LT(eu, kUpdateTol) << cpu.names[p] << " (update)";
+      if (eu > worst_u) worst_u = eu, worst_u_name = cpu.names[p];
+    }
+  }
+  std::printf("[ weights  ] worst weight rel err %.2e (%s); worst matrix update rel err %.2e (%s)\n", worst_w,
+              worst_w_name.c_str(), worst_u, worst_u_name.c_str());
+}
+
+}  // namespace
+
+// Per-layer updates inside backward, 2 micro-batches per step (accumulators),
+// refresh at steps 0 and 2 (the second warm-started from the previous projector).
+// rank 32 on [128, 64] / [64, 128] gives 4096-element projected states: 8-bit;
+// the [64, 64] attention targets keep fp32 states.
+TEST(EmuTrain, GaloreAdamw8bitPerLayerAccumulation) {
+  compare("galore_adamw8bit per-layer accum 2",
+          {"optimizer.name=galore_adamw8bit", "optimizer.per_layer_updates=true", "training.total_batch_size=4"});
+}
+
+// Per-layer, one micro-batch, refresh with moments_on_refresh=reproject (the
+// 8-bit dequantize -> rotate -> requantize path and its workspace).
+TEST(EmuTrain, GaloreAdamw8bitReproject) {
+  compare("galore_adamw8bit per-layer reproject",
+          {"optimizer.name=galore_adamw8bit", "optimizer.per_layer_updates=true",
+           "optimizer.galore.moments_on_refresh=reproject"});
+}
+
+// Full-rank 8-bit Adam, per-layer (embedding and lm_head [64, 64] = 4096: 8-bit).
+TEST(EmuTrain, Adamw8bitPerLayer) {
+  compare("adamw8bit per-layer", {"optimizer.name=adamw8bit", "optimizer.per_layer_updates=true"});
+}
+
+// fp32 Adam, all at once (FullGradients, global norm by sum_squares), 2 micro-batches.
+TEST(EmuTrain, AdamwAllAtOnceAccumulation) {
+  compare("adamw all-at-once accum 2",
+          {"optimizer.name=adamw", "optimizer.per_layer_updates=false", "training.total_batch_size=4"});
+}

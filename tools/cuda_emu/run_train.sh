@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Runs the whole GPU training path on the CPU emulator of the CUDA execution
+# model: Trainer -> LlamaModel on CudaBackend (src/backend/cuda_backend.cu and
+# the cuda/*.cu kernels, rewritten by gen.py) -> BackendAdamW ->
+# CudaOptimKernels (src/backend/cuda_optim_kernels.cu, cuda/galore_adam8bit.cu),
+# with emu_gemm.cpp for cuBLASLt and emu_projector.cpp (the CPU reference) for
+# the cuBLAS/cuSOLVER projector refresh. The test driver is emu_train_test.cpp:
+# a micro LLaMA trained a few steps on synthetic tokens on the emulated GPU and
+# on the CPU backend, compared step by step (see its header).
+#
+# Builds into build-emu-train/ (OUT=... to change) with -O1 and, by default,
+# AddressSanitizer + UBSan (SAN= for none; SAN=address,undefined is the
+# default). Incremental: only sources newer than their object (headers
+# included, through -MMD) are recompiled.
+# Usage: tools/cuda_emu/run_train.sh [gtest args, e.g. --gtest_filter=EmuTrain.GaloreAdamw8bit*]
+# Not part of CI (minutes per test); a developer tool for sessions without a GPU.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+OUT=${OUT:-$ROOT/build-emu-train}
+SAN=${SAN-address,undefined}
+mkdir -p "$OUT/obj" "$OUT/gen"
+cd "$OUT"
+
+# The kernels and the CUDA host code, rewritten for the emulator. projector.cu
+# (cuBLAS + cuSOLVER) is replaced by emu_projector.cpp, matmul.cu (cuBLASLt) by
+# emu_gemm.cpp. gen.py writes NAME_emu.cpp into the current directory; only
+# replace a generated file when its text changed (keeps objects up to date).
+CU=$(ls "$ROOT"/cuda/*.cu | grep -v -e '/matmul.cu$' -e '/projector.cu$')
+CU="$CU $ROOT/src/backend/cuda_backend.cu $ROOT/src/backend/cuda_optim_kernels.cu $ROOT/src/backend/device_plan.cu"
+(cd gen && python3 "$HERE/gen.py" $CU >/dev/null)
+for f in gen/*_emu.cpp; do
+  if ! cmp -s "$f" "$(basename "$f")"; then cp "$f" .; fi
+done
+
+SANFLAGS=""
+[ -n "$SAN" ] && SANFLAGS="-fsanitize=$SAN -fno-omit-frame-pointer"
+FLAGS="-std=c++20 -O1 -g $SANFLAGS -fopenmp -Wno-stringop-overflow -I$HERE -I$ROOT -I$ROOT/src
+  -I/usr/local/cuda/include $(pkg-config --cflags eigen3 lapacke openblas) -DGALORE_WITH_CUDA=1
+  -DGALORE_VERSION=\"emu\" -DGALORE_SOURCE_DIR=\"$ROOT\" -DFMT_SHARED -DSPDLOG_COMPILED_LIB
+  -DSPDLOG_FMT_EXTERNAL -DSPDLOG_SHARED_LIB -include $HERE/emu_runtime.h"
+HOST=$(ls "$ROOT"/src/{core,config,model,backend,optim,data,train,checkpoint}/*.cpp "$ROOT"/cuda/*_cpu.cpp)
+SRCS="$(ls "$OUT"/*_emu.cpp) $HERE/emu_gemm.cpp $HERE/emu_projector.cpp $HOST $HERE/emu_train_test.cpp"
+
+# Up to date: the object exists and is newer than its source and every header it included.
+fresh() {
+  local o=$1 s=$2 d=${1%.o}.d
+  [ -f "$o" ] && [ -f "$d" ] || return 1
+  [ "$s" -nt "$o" ] && return 1
+  for h in $(sed -e 's/^[^:]*://' -e 's/\\$//' "$d"); do
+    [ "$h" -nt "$o" ] && return 1
+  done
+  return 0
+}
+pids=()
+objs=()
+for s in $SRCS; do
+  rel=${s#"$ROOT"/}
+  o=obj/$(echo "${rel%.cpp}" | tr '/' '_').o
+  objs+=("$o")
+  if ! fresh "$o" "$s"; then
+    g++ $FLAGS -MMD -c "$s" -o "$o" &
+    pids+=($!)
+    if [ ${#pids[@]} -ge "$(nproc)" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+  fi
+done
+for p in "${pids[@]}"; do wait "$p"; done
+g++ $SANFLAGS -fopenmp "${objs[@]}" -o emu_train_test -lgtest -lgtest_main -lspdlog -lfmt -lpthread -lz \
+  $(pkg-config --libs sentencepiece lapacke openblas) -L/usr/local/cuda/lib64 -lcudart
+cd "$ROOT"  # the test reads configs/tiny.json
+exec "$OUT/emu_train_test" "$@"
