@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# galore-bench on the CPU: tiny.json on random tokens (no shards, no
+# checkpoints) with galore_adamw8bit and per-layer updates prints one table
+# row and one JSON line with a positive rate and a finite loss (random tokens:
+# it stays near ln 2048); --json
+# appends the same line to a file.
+set -euo pipefail
+BIN="${GALORE_BIN:?run through ctest}"
+cd "${GALORE_ROOT:-.}"
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+"$BIN/galore-bench" --config configs/tiny.json --set training.device=cpu --set optimizer.name=galore_adamw8bit \
+  --set data.train_shards='["/nonexistent/*.bin"]' --steps 3 --warmup 1 --label tiny-cpu --json "$OUT/b.jsonl" \
+  >"$OUT/log" 2>&1 || { cat "$OUT/log"; echo "FAIL: galore-bench exited non-zero"; exit 1; }
+grep -q "^| tiny-cpu | galore_adamw8bit |" "$OUT/log" || { cat "$OUT/log"; echo "FAIL: no table row"; exit 1; }
+python3 - "$OUT/b.jsonl" <<'PY'
+import json, math, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+if len(rows) != 1: sys.exit(f"FAIL: {len(rows)} JSON lines, want 1")
+r = rows[0]
+if r["label"] != "tiny-cpu" or r["device"] != "cpu": sys.exit(f"FAIL: {r}")
+if not r["tokens_per_s"] > 0 or not math.isfinite(r["final_loss"]): sys.exit(f"FAIL: {r}")
+if r["mfu"] is not None: sys.exit("FAIL: MFU on the CPU should be null (no peak known)")
+print(f"ok: {r['tokens_per_s']:.0f} tokens/s on the CPU, loss {r['final_loss']:.3f}")
+PY
