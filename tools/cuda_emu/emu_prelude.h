@@ -1,5 +1,6 @@
 // CPU emulation of the CUDA execution model for testing kernels without a GPU.
-// Blocks run one after another; the threads of a block are std::threads;
+// Blocks run one after another; the threads of a block are host threads (a pool of
+// persistent std::threads, EmuPool below);
 // __syncthreads and __syncwarp are std::barrier; shuffles go through a per-warp
 // exchange array between two warp barriers; __shared__ is `static` (shared by
 // the block's threads; blocks do not overlap). Dynamic shared memory is filled
@@ -16,6 +17,8 @@
 #include <mutex>
 #include <atomic>
 #include <cstdio>
+#include <semaphore>
+#include <cstdint>
 
 struct EmuWarp { std::unique_ptr<std::barrier<>> bar; double slots[32]; };
 struct EmuCtx {
@@ -54,6 +57,44 @@ inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 
+// A pool of persistent host threads that play a block's CUDA threads: creating
+// (and, under ASan, registering) a std::thread per CUDA thread per block cost
+// most of the emulator's time. Thread i of the pool is thread i of the block;
+// the pool grows to the largest block seen. Leaked on purpose (detached
+// workers blocked on a condition variable at exit).
+struct EmuPool {
+  struct Worker { std::binary_semaphore go{0}; };
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::binary_semaphore done{0};
+  std::atomic<int> remaining{0};
+  const std::function<void(int)>* job = nullptr;
+  void grow(int n) {
+    while (int(workers.size()) < n) {
+      const int i = int(workers.size());
+      workers.push_back(std::make_unique<Worker>());
+      std::thread([this, i, w = workers.back().get()] {
+        for (;;) {
+          w->go.acquire();  // also publishes `job`
+          (*job)(i);
+          if (remaining.fetch_sub(1) == 1) done.release();
+        }
+      }).detach();
+    }
+  }
+  // Runs f(0..n-1) on pool threads 0..n-1 and waits for all of them.
+  void run(int n, const std::function<void(int)>& f) {
+    grow(n);
+    job = &f;
+    remaining = n;
+    for (int i = 0; i < n; ++i) workers[size_t(i)]->go.release();
+    done.acquire();
+  }
+};
+inline EmuPool& emu_pool() {
+  static EmuPool* p = new EmuPool;
+  return *p;
+}
+
 inline void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()>& f) {
   ++emu_launches;
   const int nt = int(block.x * block.y * block.z);
@@ -67,20 +108,17 @@ inline void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<v
         std::barrier<> bar(nt);
         std::vector<EmuWarp> warps(nt / 32);
         for (auto& w : warps) w.bar = std::make_unique<std::barrier<>>(32);
-        std::vector<std::thread> ts;
-        ts.reserve(nt);
-        for (int t = 0; t < nt; ++t)
-          ts.emplace_back([&, t] {
-            emu.tid = dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
-            emu.bid = dim3(bx, by, bz);
-            emu.bdim = block;
-            emu.gdim = grid;
-            emu.block_bar = &bar;
-            emu.warp = &warps[t / 32];
-            f();
-            bar.arrive_and_drop();
-            emu.warp->bar->arrive_and_drop();
-          });
-        for (auto& th : ts) th.join();
+        const std::function<void(int)> thread_body = [&](int t) {
+          emu.tid = dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
+          emu.bid = dim3(bx, by, bz);
+          emu.bdim = block;
+          emu.gdim = grid;
+          emu.block_bar = &bar;
+          emu.warp = &warps[t / 32];
+          f();
+          bar.arrive_and_drop();
+          emu.warp->bar->arrive_and_drop();
+        };
+        emu_pool().run(nt, thread_body);
       }
 }

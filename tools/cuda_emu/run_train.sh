@@ -40,7 +40,8 @@ FLAGS="-std=c++20 -O1 -g $SANFLAGS -fopenmp -Wno-stringop-overflow -I$HERE -I$RO
   -DGALORE_VERSION=\"emu\" -DGALORE_SOURCE_DIR=\"$ROOT\" -DFMT_SHARED -DSPDLOG_COMPILED_LIB
   -DSPDLOG_FMT_EXTERNAL -DSPDLOG_SHARED_LIB -include $HERE/emu_runtime.h"
 HOST=$(ls "$ROOT"/src/{core,config,model,backend,optim,data,train,checkpoint}/*.cpp "$ROOT"/cuda/*_cpu.cpp)
-SRCS="$(ls "$OUT"/*_emu.cpp) $HERE/emu_gemm.cpp $HERE/emu_projector.cpp $HOST $HERE/emu_train_test.cpp"
+SRCS="$(ls "$OUT"/*_emu.cpp) $HERE/emu_gemm.cpp $HERE/emu_projector.cpp $HOST $HERE/emu_train_test.cpp
+  $ROOT/tests/gpu/test_optim_kernels.cpp"
 
 # Up to date: the object exists and is newer than its source and every header it included.
 fresh() {
