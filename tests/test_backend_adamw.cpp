@@ -185,6 +185,16 @@ TEST(BackendAdamW, BitIdenticalWithClippingAndNonFinite) {
   }
 }
 
+TEST(BackendAdamW, BitIdenticalWithStochasticRoundingPath) {
+  // stochastic_rounding keeps the fp32 [m, n] back-projection buffer (the GPU rounds there); on
+  // fp32 CPU weights the rounding is to nearest, so the result is still the reference's.
+  OptimizerConfig c = cfg_for("galore_adamw8bit");
+  c.stochastic_rounding = true;
+  expect_same_run(c, RunOpts{});
+  c.galore.proj_type = "full";
+  expect_same_run(c, RunOpts{});
+}
+
 TEST(BackendAdamW, CheckpointsMoveBetweenImplementations) {
   // Reference state -> BackendAdamW and back: both continue identically.
   const OptimizerConfig cfg = cfg_for("galore_adamw8bit");

@@ -246,9 +246,9 @@ class CudaOptimKernels final : public OptimKernels {
   // row-major matrix is its transpose in column-major, so this is the
   // column-major Cᵀ[N,M] = op(Y)ᵀ · op(X)ᵀ on the same buffers.
   void rm_gemm(bool tx, bool ty, int64_t M, int64_t N, int64_t K, const bf16* X, const bf16* Y, void* C, bool c_f32,
-               float beta) {
+               float beta, float alpha = 1.0f) {
     const int m = as_int(N, "N"), n = as_int(M, "M"), k = as_int(K, "K");
-    gemm_->gemm(ty, tx, m, n, k, Y, ty ? k : m, X, tx ? n : k, C, c_f32, m, 1.0f, beta);
+    gemm_->gemm(ty, tx, m, n, k, Y, ty ? k : m, X, tx ? n : k, C, c_f32, m, alpha, beta);
   }
 
   void project(const ProjGeom& geo, const Tensor& A, const Tensor& B, const Tensor& g, const Tensor& R,
@@ -299,6 +299,33 @@ class CudaOptimKernels final : public OptimKernels {
         bf16* T = full_tmp(geo);
         rm_gemm(false, false, geo.r, geo.n, geo.r, bf(dir), bf(B), T, false, 0.0f);
         rm_gemm(false, false, geo.m, geo.n, geo.r, bf(A), T, out.data, true, 0.0f);
+        break;
+      }
+    }
+  }
+
+  // W = (1 - decay)·W - step_size·(1 - decay)·P·N: the GaLore update in the GEMM's epilogue
+  // (cuBLASLt reads W as C and writes it as D, bf16, in place; fp32 accumulation).
+  void project_back_update(const ProjGeom& geo, const Tensor& A, const Tensor& B, const Tensor& dir, const Tensor& w,
+                           float step_size, float decay) override {
+    const char* op = "project_back_update";
+    expect_cuda(dir, DType::BF16, op, "dir");
+    expect_cuda(w, DType::BF16, op, "w");
+    expect_numel(dir, geo.numel(), op, "dir");
+    expect_numel(w, geo.m * geo.n, op, "w");
+    check_projector(geo, A, B, op);
+    const float beta = 1.0f - decay, alpha = -step_size * beta;
+    switch (geo.side) {
+      case ProjSide::Left:  // W [m, n] = beta·W + alpha·A [m, r] · dir [r, n]
+        rm_gemm(false, false, geo.m, geo.n, geo.r, bf(A), bf(dir), w.data, false, beta, alpha);
+        break;
+      case ProjSide::Right:  // W = beta·W + alpha·dir [m, r] · B [r, n]
+        rm_gemm(false, false, geo.m, geo.n, geo.r, bf(dir), bf(B), w.data, false, beta, alpha);
+        break;
+      case ProjSide::Both: {  // T [r, n] = dir · B (bf16), then W = beta·W + alpha·A · T
+        bf16* T = full_tmp(geo);
+        rm_gemm(false, false, geo.r, geo.n, geo.r, bf(dir), bf(B), T, false, 0.0f);
+        rm_gemm(false, false, geo.m, geo.n, geo.r, bf(A), T, w.data, false, beta, alpha);
         break;
       }
     }

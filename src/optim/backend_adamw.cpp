@@ -83,7 +83,7 @@ std::vector<BufferSpec> backend_adamw_specs(const OptimizerConfig& cfg, const st
   if (s.proj) {
     specs.push_back({"scratch.R", DType::F32, {s.proj}});
     specs.push_back({"scratch.dir", proj_dtype, {s.proj}});
-    specs.push_back({"scratch.full", DType::F32, {s.full}});
+    if (cfg.stochastic_rounding) specs.push_back({"scratch.full", DType::F32, {s.full}});  // else a GEMM epilogue
     if (s.a) specs.push_back({"scratch.A_old", proj_dtype, {s.a}});
     if (s.b) specs.push_back({"scratch.B_old", proj_dtype, {s.b}});
   }
@@ -148,7 +148,7 @@ BackendAdamW::BackendAdamW(const OptimizerConfig& cfg, const std::vector<ParamIn
   if (s.proj) {
     R_ = views[i++];
     dir_ = views[i++];
-    full_ = views[i++];
+    if (cfg.stochastic_rounding) full_ = views[i++];
     if (s.a) A_old_ = views[i++];
     if (s.b) B_old_ = views[i++];
   }
@@ -210,9 +210,13 @@ void BackendAdamW::on_grad(int index, const Tensor& weight, const Tensor& grad, 
   const int64_t t = ++S.t;
   const Tensor dir = view(dir_, {S.geo.rows(), S.geo.cols()});
   k_->adam_step(S.st, R, dir, b1, b2, eps);
+  const float a = float(adam_step_size(s.lr, cfg_.beta1, cfg_.beta2, t) * cfg_.galore.scale);
+  if (!cfg_.stochastic_rounding) {  // the update in the back-projection GEMM's epilogue: no [m, n] buffer
+    k_->project_back_update(S.geo, S.A, S.B, dir, view(weight, {S.geo.m, S.geo.n}), a, decay);
+    return;
+  }
   const Tensor full = view(full_, {S.geo.m, S.geo.n});
   k_->project_back(S.geo, S.A, S.B, dir, full);
-  const float a = float(adam_step_size(s.lr, cfg_.beta1, cfg_.beta2, t) * cfg_.galore.scale);
   k_->apply_update(w, view(full_, {p.numel()}), a, decay, rounding_seed(S));
 }
 

@@ -78,7 +78,7 @@ class BackendAdamW final : public Optimizer {
   std::vector<Slot> slots_;
   Tensor R_;            // F32 [max projected numel]: projected gradient when n_micro == 1
   Tensor dir_;          // proj dtype [max projected numel]: Adam direction of a target
-  Tensor full_;         // F32 [max target numel]: back-projected direction
+  Tensor full_;         // F32 [max target numel]: back-projected direction (stochastic rounding only)
   Tensor A_old_, B_old_;  // proj dtype: the previous projector during a refresh
   int64_t pending_nonfinite_ = 0;
 };

@@ -11,6 +11,7 @@
 //     adam_step          R -> dir [rows, cols]
 //     project_back       dir -> full [m, n]
 //     apply_update       W = (W - step_size*full) * (1 - decay)
+//     (project_back_update does the last two in one GEMM when no stochastic rounding is asked for)
 //   other parameters: accumulate (n_micro > 1), clip_and_stats, adam_update.
 //
 // Implementations: CPU (optim/optim_kernels_cpu.cpp: fp32, calls the very
@@ -94,6 +95,11 @@ class OptimKernels {
   // w [n] (compute dtype) -= step_size * d [n] (F32); then w -= decay * w (GaLore's update with the
   // back-projected direction). `sr_seed` as adam_update.
   virtual void apply_update(const Tensor& w, const Tensor& d, float step_size, float decay, uint64_t sr_seed) = 0;
+  // project_back + apply_update (round to nearest) without the fp32 [m, n] buffer: w [m, n] (compute
+  // dtype) = (w - step_size * back-projection of dir) * (1 - decay). On the GPU one GEMM with the
+  // update in its epilogue (alpha = -step_size*(1-decay), beta = 1-decay, w read and written in place).
+  virtual void project_back_update(const ProjGeom& geo, const Tensor& A, const Tensor& B, const Tensor& dir,
+                                   const Tensor& w, float step_size, float decay) = 0;
 
   // New projector of geometry geo from g [m, n] (compute dtype) into A [m, r] / B [r, n] (proj
   // dtype; per side, the unused one empty), as compute_projector (optim/projector.h): A_old/B_old

@@ -122,6 +122,14 @@ class CpuOptimKernels final : public OptimKernels {
     }
   }
 
+  void project_back_update(const ProjGeom& geo, const Tensor& A, const Tensor& B, const Tensor& dir, const Tensor& w,
+                           float step_size, float decay) override {
+    full_.resize(size_t(geo.m * geo.n));  // [m, n]: the reference's order, so bits match
+    Tensor full(full_.data(), DType::F32, Device::CPU, {geo.m * geo.n});
+    project_back(geo, A, B, dir, full);
+    apply_update(w, full, step_size, decay, 0);
+  }
+
   void refresh_projector(const GaloreConfig& cfg, const ProjGeom& geo, const Tensor& g, uint64_t seed,
                          const Tensor& A_old, const Tensor& B_old, const Tensor& A, const Tensor& B) override {
     compute_projector(cfg, geo, f32_of(g, "g"), seed, A_old.data ? f32_of(A_old, "A_old") : nullptr,
@@ -154,7 +162,7 @@ class CpuOptimKernels final : public OptimKernels {
 
  private:
   GradStats stats_;
-  std::vector<float> tmp_, dir_;  // host scratch (the CPU plan does not count host heap)
+  std::vector<float> tmp_, dir_, full_;  // host scratch (the CPU plan does not count host heap)
 };
 
 }  // namespace

@@ -533,6 +533,20 @@ TEST_F(OptimKernelsGpu, ProjectAndBack) {
       if (rep == 0) first_bits = raw<uint8_t>(dout);
       else EXPECT_EQ(raw<uint8_t>(dout), first_bits) << "project_back not deterministic";
     }
+
+    // project_back_update: W = (W - a·back(dir))·(1 - decay) in the GEMM epilogue, bf16 W in place.
+    // Compared on the change of W against the reference's new W as stored in bf16, with a large
+    // step so that the one-ulp storage rounding of W stays small next to the change.
+    const float a = 2.0f, decay = 0.01f;
+    const auto w0 = randn_bf16(size_t(geo.m * geo.n));
+    HostT cw(w0);
+    ck_->project_back_update(geo, cAt, cBt, cdir.t, cw.t, a, decay);
+    const Tensor dw = dev_of(w0, DType::BF16);
+    gk_->project_back_update(geo, dAt, dBt, ddir, reshape(dw, {geo.m, geo.n}), a, decay);
+    const auto gw = get(dw);
+    std::vector<float> got(gw.size()), want(gw.size());
+    for (size_t i = 0; i < gw.size(); ++i) got[i] = gw[i] - w0[i], want[i] = round_bf16(cw.v[i]) - w0[i];
+    expect_close("back+update delta", got, want, kBf16Tol);
   }
 }
 
