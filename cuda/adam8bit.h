@@ -28,7 +28,11 @@ GT_HD bool adam8_moments(float g, uint8_t cm, uint8_t cv, float absmax_m, float 
 }
 
 // Phase 3: normalized update (GaLore / HF AdamW eps placement, as cuda/adam.h).
-GT_HD float adam8_direction(float m, float v, float eps) { return m / (sqrtf(v) + eps); }
+// v == 0 with m != 0 happens only when v's 8-bit code underflowed to 0 (v spans
+// about the square of m's range, so within a block it underflows first) and
+// this step's gradient is 0; bitsandbytes then steps by m/eps, thousands of
+// times the learning rate. That element gets no update instead.
+GT_HD float adam8_direction(float m, float v, float eps) { return v > 0.0f ? m / (sqrtf(v) + eps) : 0.0f; }
 
 // CPU reference of one full 8-bit Adam step on n elements: for every block,
 // phases 1-3. g[n] gradient, dir[n] out: m/(sqrt(v)+eps) (0 where g is not

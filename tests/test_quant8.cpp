@@ -168,6 +168,30 @@ TEST(Adam8bit, FirstStepEqualsFp32) {
   }
 }
 
+TEST(Adam8bit, UnderflowedSecondMomentGivesNoStep) {
+  // One block of 256 (4096 elements in all, so the states are 8-bit): element 1 once
+  // gets a gradient 1e5 times smaller than its block's largest, so its v (1e10 times
+  // smaller) quantizes to 0 while its m does not. A later step with g = 0 there must
+  // not divide m by eps (bitsandbytes would step by ~100 here). The others keep Adam's
+  // raw m/sqrt(v) of step 2 with g = 1: 0.19/sqrt(0.001999) = 4.25.
+  const int64_t n = 4096;
+  AdamMoments q(n, true);
+  ASSERT_TRUE(q.quantized());
+  std::vector<float> g(static_cast<size_t>(n), 1.0f), dir(static_cast<size_t>(n));
+  g[1] = 1e-5f;
+  q.step(g.data(), dir.data(), 0.9f, 0.999f, 1e-8f);
+  std::vector<float> m(static_cast<size_t>(n)), v(static_cast<size_t>(n));
+  q.get(m.data(), v.data());
+  ASSERT_EQ(v[1], 0.0f) << "the test needs v to underflow";
+  ASSERT_NE(m[1], 0.0f) << "the test needs m to survive";
+  g[1] = 0.0f;
+  q.step(g.data(), dir.data(), 0.9f, 0.999f, 1e-8f);
+  EXPECT_EQ(dir[1], 0.0f);
+  float worst = 0.0f;
+  for (int64_t i = 0; i < n; ++i) worst = std::max(worst, std::fabs(dir[size_t(i)]));
+  EXPECT_LT(worst, 4.5f);
+}
+
 TEST(Adam8bit, NonFiniteGradientZeroesStateAndLeavesWeight) {
   OptimizerConfig cfg;
   cfg.name = "adamw8bit";
