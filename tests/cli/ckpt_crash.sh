@@ -16,21 +16,7 @@ KILLS="${CKPT_CRASH_KILLS:-12}"
 RANDOM="${CKPT_CRASH_SEED:-4242}"  # seeds bash's $RANDOM: the same delays every time
 RUN="$TMP/run"
 CK="$RUN/checkpoints"
-cat >"$TMP/cfg.json" <<EOF
-{
-  "model": {"vocab_size": 2048, "hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2,
-            "max_seq_len": 16},
-  "optimizer": {"name": "adamw", "lr": 1e-3},
-  "schedule": {"type": "constant", "warmup_steps": 0},
-  "training": {"max_steps": 1000000, "seq_len": 16, "micro_batch_size": 1, "total_batch_size": 1,
-               "device": "cpu", "threads": 1},
-  "data": {"train_shards": ["$SH/train_*.bin"], "val_shards": [],
-           "tokenizer": "data/sample/tokenizer.model"},
-  "checkpoint": {"every": 1, "keep_last": 3},
-  "eval": {"every": 0, "batches": 1},
-  "logging": {"dir": "$RUN", "every": 1}
-}
-EOF
+ckpt_micro_config '{"type": "constant", "warmup_steps": 0}' 1000000 1 3 "$RUN"
 
 # snapshot <file>: "step_dir/file sha256" for every complete checkpoint
 snapshot() {

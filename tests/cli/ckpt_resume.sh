@@ -14,21 +14,7 @@ ckpt_setup ckpt_resume
 
 RUN="$TMP/run"
 CK="$RUN/checkpoints"
-cat >"$TMP/cfg.json" <<EOF
-{
-  "model": {"vocab_size": 2048, "hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2,
-            "max_seq_len": 16},
-  "optimizer": {"name": "adamw", "lr": 1e-3},
-  "schedule": {"type": "cosine", "warmup_steps": 1},
-  "training": {"max_steps": 4, "seq_len": 16, "micro_batch_size": 1, "total_batch_size": 1,
-               "device": "cpu", "threads": 1},
-  "data": {"train_shards": ["$SH/train_*.bin"], "val_shards": [],
-           "tokenizer": "data/sample/tokenizer.model"},
-  "checkpoint": {"every": 2, "keep_last": 0},
-  "eval": {"every": 0, "batches": 1},
-  "logging": {"dir": "$RUN", "every": 1}
-}
-EOF
+ckpt_micro_config '{"type": "cosine", "warmup_steps": 1}' 4 2 0 "$RUN"
 expect_error() {  # expect_error <name> <log> <substring>...
   local name="$1" log="$2"
   shift 2

@@ -12,21 +12,7 @@
 source "$(dirname "$0")/ckpt_common.bash"
 ckpt_setup ckpt_storage
 
-cat >"$TMP/cfg.json" <<EOF
-{
-  "model": {"vocab_size": 2048, "hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2,
-            "max_seq_len": 16},
-  "optimizer": {"name": "adamw", "lr": 1e-3},
-  "schedule": {"type": "constant"},
-  "training": {"max_steps": 6, "seq_len": 16, "micro_batch_size": 1, "total_batch_size": 1,
-               "device": "cpu", "threads": 1},
-  "data": {"train_shards": ["$SH/train_*.bin"], "val_shards": [],
-           "tokenizer": "data/sample/tokenizer.model"},
-  "checkpoint": {"every": 2, "keep_last": 0},
-  "eval": {"every": 0, "batches": 1},
-  "logging": {"dir": "unused", "every": 1}
-}
-EOF
+ckpt_micro_config '{"type": "constant"}' 6 2 0 unused
 
 # train <log> <env...> -- <args...>: sets $rc
 train() {
