@@ -1,4 +1,4 @@
-// Small helpers shared by the kernels: bf16 <-> fp32, warp reductions,
+// Small helpers shared by the kernels: bf16 <-> fp32, warp and block reductions,
 // 16-byte bf16 loads. Device code only (included by cuda/cuda_check.h under
 // nvcc, and by tools/cuda_emu for the CPU emulation of the kernels).
 #pragma once
@@ -29,6 +29,22 @@ __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
+}
+
+// Sum over the block's threads by a fixed tree (blockDim.x a power of two;
+// shared holds blockDim.x values): the same inputs give the same bits. Every
+// thread gets the sum, and shared may be reused as soon as it returns.
+template <typename T>
+__device__ __forceinline__ T block_sum(T v, T* shared) {
+  shared[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
+    __syncthreads();
+  }
+  const T out = shared[0];
+  __syncthreads();
+  return out;
 }
 
 // 8 bf16 <-> 8 floats through one 16-byte access (p must be 16-byte aligned).

@@ -81,19 +81,6 @@ __global__ void square_kernel(const float* in, float* out, int64_t n) {
     out[i] = in[i] * in[i];
 }
 
-// Block-wide sum (fp64), fixed tree: deterministic. All threads get the result.
-__device__ double block_sum(double v, double* red) {
-  red[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) red[threadIdx.x] += red[threadIdx.x + s];
-    __syncthreads();
-  }
-  const double out = red[0];
-  __syncthreads();
-  return out;
-}
-
 // Stage 1 of ‖y‖_F²: partial[b] over a fixed grid of kProjectorNormBlocks blocks.
 __global__ void __launch_bounds__(kThreads) sumsq_partial_kernel(const float* y, int64_t n, double* partial) {
   __shared__ double red[kThreads];

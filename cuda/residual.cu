@@ -42,16 +42,6 @@ __global__ void scale_kernel(T* t, float s, int64_t n) {
 // then sums partial[0..kSumBlocks) in a fixed tree. Same input, same bits.
 constexpr int kSumBlocks = 512;
 
-__device__ double block_sum_double(double v, double* shared /*[kThreads]*/) {
-  shared[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = kThreads / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-    __syncthreads();
-  }
-  return shared[0];
-}
-
 template <typename T>
 __global__ void __launch_bounds__(kThreads) sum_squares_partial_kernel(double* partial, const T* t, int64_t n) {
   __shared__ double shared[kThreads];
@@ -60,7 +50,7 @@ __global__ void __launch_bounds__(kThreads) sum_squares_partial_kernel(double* p
     const double v = to_f32(t[i]);
     acc += v * v;
   }
-  const double s = block_sum_double(acc, shared);
+  const double s = block_sum(acc, shared);
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
@@ -68,7 +58,7 @@ __global__ void __launch_bounds__(kThreads) sum_squares_final_kernel(double* res
   __shared__ double shared[kThreads];
   double acc = 0.0;
   for (int i = threadIdx.x; i < kSumBlocks; i += kThreads) acc += partial[i];
-  const double s = block_sum_double(acc, shared);
+  const double s = block_sum(acc, shared);
   if (threadIdx.x == 0) *result = s;
 }
 

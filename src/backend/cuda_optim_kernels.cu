@@ -106,18 +106,6 @@ __global__ void accumulate_kernel(float* acc, const TG* g, int64_t n, bool first
     acc[i] = first ? to_f32(g[i]) : acc[i] + to_f32(g[i]);
 }
 
-// Fixed-tree block sum over kThreads threads (thread 0 gets the result).
-template <typename T>
-__device__ T block_sum(T v, T* shared /*[kThreads]*/) {
-  shared[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = kThreads / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-    __syncthreads();
-  }
-  return shared[0];
-}
-
 // Block b of gridDim.x sums the squares of the finite elements b*256 + t +
 // k*gridDim.x*256 (double, in k order per thread, then a fixed tree) into
 // psq[b], and counts the non-finite ones into pnf[b].
