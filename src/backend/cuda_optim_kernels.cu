@@ -270,50 +270,38 @@ class CudaOptimKernels final : public OptimKernels {
 
   void project_back(const ProjGeom& geo, const Tensor& A, const Tensor& B, const Tensor& dir,
                     const Tensor& out) override {
-    const char* op = "project_back";
-    expect_cuda(dir, DType::BF16, op, "dir");
-    expect_cuda(out, DType::F32, op, "out");
-    expect_numel(dir, geo.numel(), op, "dir");
-    expect_numel(out, geo.m * geo.n, op, "out");
-    check_projector(geo, A, B, op);
-    switch (geo.side) {
-      case ProjSide::Left:  // out [m, n] = A [m, r] · dir [r, n]
-        rm_gemm(false, false, geo.m, geo.n, geo.r, bf(A), bf(dir), out.data, true, 0.0f);
-        break;
-      case ProjSide::Right:  // out [m, n] = dir [m, r] · B [r, n]
-        rm_gemm(false, false, geo.m, geo.n, geo.r, bf(dir), bf(B), out.data, true, 0.0f);
-        break;
-      case ProjSide::Both: {  // T [r, n] = dir [r, r] · B (bf16), then out = A · T (as galore_project_back)
-        bf16* T = full_tmp(geo);
-        rm_gemm(false, false, geo.r, geo.n, geo.r, bf(dir), bf(B), T, false, 0.0f);
-        rm_gemm(false, false, geo.m, geo.n, geo.r, bf(A), T, out.data, true, 0.0f);
-        break;
-      }
-    }
+    expect_cuda(out, DType::F32, "project_back", "out");
+    back_project(geo, A, B, dir, out, 1.0f, 0.0f, "project_back");
   }
 
   // W = (1 - decay)·W - step_size·(1 - decay)·P·N: the GaLore update in the GEMM's epilogue
   // (cuBLASLt reads W as C and writes it as D, bf16, in place; fp32 accumulation).
   void project_back_update(const ProjGeom& geo, const Tensor& A, const Tensor& B, const Tensor& dir, const Tensor& w,
                            float step_size, float decay) override {
-    const char* op = "project_back_update";
+    expect_cuda(w, DType::BF16, "project_back_update", "w");
+    const float beta = 1.0f - decay;
+    back_project(geo, A, B, dir, w, -step_size * beta, beta, "project_back_update");
+  }
+
+  // out [m, n] (fp32 or bf16) = alpha · back-projection of dir [rows, cols] + beta · out.
+  void back_project(const ProjGeom& geo, const Tensor& A, const Tensor& B, const Tensor& dir, const Tensor& out,
+                    float alpha, float beta, const char* op) {
     expect_cuda(dir, DType::BF16, op, "dir");
-    expect_cuda(w, DType::BF16, op, "w");
     expect_numel(dir, geo.numel(), op, "dir");
-    expect_numel(w, geo.m * geo.n, op, "w");
+    expect_numel(out, geo.m * geo.n, op, "out");
     check_projector(geo, A, B, op);
-    const float beta = 1.0f - decay, alpha = -step_size * beta;
+    const bool out_f32 = out.dtype == DType::F32;
     switch (geo.side) {
-      case ProjSide::Left:  // W [m, n] = beta·W + alpha·A [m, r] · dir [r, n]
-        rm_gemm(false, false, geo.m, geo.n, geo.r, bf(A), bf(dir), w.data, false, beta, alpha);
+      case ProjSide::Left:  // out [m, n] = A [m, r] · dir [r, n]
+        rm_gemm(false, false, geo.m, geo.n, geo.r, bf(A), bf(dir), out.data, out_f32, beta, alpha);
         break;
-      case ProjSide::Right:  // W = beta·W + alpha·dir [m, r] · B [r, n]
-        rm_gemm(false, false, geo.m, geo.n, geo.r, bf(dir), bf(B), w.data, false, beta, alpha);
+      case ProjSide::Right:  // out [m, n] = dir [m, r] · B [r, n]
+        rm_gemm(false, false, geo.m, geo.n, geo.r, bf(dir), bf(B), out.data, out_f32, beta, alpha);
         break;
-      case ProjSide::Both: {  // T [r, n] = dir · B (bf16), then W = beta·W + alpha·A · T
+      case ProjSide::Both: {  // T [r, n] = dir [r, r] · B (bf16), then out = A · T (as galore_project_back)
         bf16* T = full_tmp(geo);
         rm_gemm(false, false, geo.r, geo.n, geo.r, bf(dir), bf(B), T, false, 0.0f);
-        rm_gemm(false, false, geo.m, geo.n, geo.r, bf(A), T, w.data, false, beta, alpha);
+        rm_gemm(false, false, geo.m, geo.n, geo.r, bf(A), T, out.data, out_f32, beta, alpha);
         break;
       }
     }
