@@ -79,8 +79,8 @@ class CudaBackend final : public Backend {
       CUDA_CHECK(cudaGetDevice(&device_));
       CUDA_CHECK(cudaGetDeviceProperties(&prop_, device_));
       CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-      gemm_ = std::make_unique<CudaGemm>(stream_);
-      CUDA_CHECK(cudaMalloc(&staging_, sizeof(float) * kStagingElems));
+      gemm_ = std::make_unique<CudaGemm>(stream_, kCudaGemmWorkspaceBytes);
+      CUDA_CHECK(cudaMalloc(&staging_, sizeof(float) * kCudaStagingElems));
       CUDA_CHECK(cudaMalloc(&d_sum_, sizeof(double)));
       CUDA_CHECK(cudaMallocHost(&h_sum_, sizeof(double)));
     } catch (...) {
@@ -140,8 +140,8 @@ class CudaBackend final : public Backend {
     if (dst.dtype == DType::F32) return upload(f32(dst, "upload_f32 dst"), src, dst.nbytes());
     bf16* d = bf(dst, "upload_f32 dst");
     const int64_t n = dst.numel();
-    for (int64_t off = 0; off < n; off += kStagingElems) {
-      const int64_t m = std::min<int64_t>(kStagingElems, n - off);
+    for (int64_t off = 0; off < n; off += kCudaStagingElems) {
+      const int64_t m = std::min<int64_t>(kCudaStagingElems, n - off);
       // Stream order keeps the next chunk's copy behind this chunk's conversion.
       CUDA_CHECK(cudaMemcpyAsync(staging_, src + off, sizeof(float) * m, cudaMemcpyHostToDevice, stream_));
       convert_f32_to_bf16_cuda(d + off, staging_, m, stream_);
@@ -152,8 +152,8 @@ class CudaBackend final : public Backend {
     if (src.dtype == DType::F32) return download(dst, f32(src, "download_f32 src"), src.nbytes());
     const bf16* s = bf(src, "download_f32 src");
     const int64_t n = src.numel();
-    for (int64_t off = 0; off < n; off += kStagingElems) {
-      const int64_t m = std::min<int64_t>(kStagingElems, n - off);
+    for (int64_t off = 0; off < n; off += kCudaStagingElems) {
+      const int64_t m = std::min<int64_t>(kCudaStagingElems, n - off);
       convert_bf16_to_f32_cuda(staging_, s + off, m, stream_);
       CUDA_CHECK(cudaMemcpyAsync(dst + off, staging_, sizeof(float) * m, cudaMemcpyDeviceToHost, stream_));
       CUDA_CHECK(cudaStreamSynchronize(stream_));  // pageable destination: wait before reusing staging
@@ -278,7 +278,6 @@ class CudaBackend final : public Backend {
   CudaBackendHandles handles() { return {stream_, gemm_.get()}; }  // cuda_backend_handles()
 
  private:
-  static constexpr int64_t kStagingElems = int64_t(4) << 20;  // 16 MiB of fp32
 
   // The shared scratch buffer, grown on demand (see the file comment).
   void* scratch(size_t bytes) {
@@ -336,7 +335,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<CudaGemm> gemm_;
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
-  float* staging_ = nullptr;  // [kStagingElems] fp32
+  float* staging_ = nullptr;  // [kCudaStagingElems] fp32
   double* d_sum_ = nullptr;   // device result of sum_squares
   double* h_sum_ = nullptr;   // pinned host copy
   float* rope_cos_ = nullptr;  // [rope_T_, rope_D_/2]

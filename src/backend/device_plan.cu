@@ -1,7 +1,5 @@
-// Sizes of the CUDA backend's own buffers (see device_plan.h). The constants
-// mirror cuda_backend.cu (kStagingElems) and cuda/matmul.h (CudaGemm's
-// default workspace); tests/gpu/test_memory_plan.cpp checks the whole plan
-// against the device's memory use.
+// Sizes of the CUDA backend's own buffers (see device_plan.h), from the same
+// constants and workspace functions the backend allocates with.
 #include "cuda/cuda_check.h"  // first: see the note there
 
 #include <algorithm>
@@ -14,11 +12,6 @@
 #include "cuda/rmsnorm.h"
 
 namespace gt {
-
-namespace {
-constexpr size_t kStagingBytes = sizeof(float) * (size_t(4) << 20);  // CudaBackend::kStagingElems
-constexpr size_t kGemmWorkspaceBytes = size_t(32) << 20;            // CudaGemm's default
-}  // namespace
 
 size_t cuda_backend_scratch_bytes(const ModelConfig& m, int B, int T) {
   const int N = B * T;
@@ -35,7 +28,8 @@ size_t cuda_backend_scratch_bytes(const ModelConfig& m, int B, int T) {
 
 size_t cuda_backend_workspace_bytes(const ModelConfig& m, int B, int T) {
   const size_t rope = 2 * align_up(sizeof(float) * size_t(T) * size_t(m.head_dim() / 2));
-  return cuda_backend_scratch_bytes(m, B, T) + kStagingBytes + kGemmWorkspaceBytes + rope + align_up(sizeof(double));
+  return cuda_backend_scratch_bytes(m, B, T) + sizeof(float) * size_t(kCudaStagingElems) + kCudaGemmWorkspaceBytes +
+         rope + align_up(sizeof(double));
 }
 
 bool cuda_memory_info(size_t* free_bytes, size_t* total_bytes) {

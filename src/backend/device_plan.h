@@ -2,11 +2,16 @@
 // device's memory. Plain C++: CPU-only builds get zeros / "unknown".
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "config/config.h"
 
 namespace gt {
+
+// Fixed buffers of the CUDA backend (cuda_backend.cu allocates them with these sizes).
+constexpr int64_t kCudaStagingElems = int64_t(4) << 20;        // fp32 host<->device staging: 16 MiB
+constexpr size_t kCudaGemmWorkspaceBytes = size_t(32) << 20;   // cuBLASLt workspace
 
 // Device bytes the CUDA backend holds for a model at micro-batch B x T: the
 // op scratch buffer (reserved up front at that size, so no op grows it in
