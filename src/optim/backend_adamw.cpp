@@ -245,9 +245,9 @@ double BackendAdamW::take_grad_sq_norm() {
   return st.sq_norm;
 }
 
+// The count came with take_grad_sq_norm's one read of the device statistics.
 int64_t BackendAdamW::take_nonfinite_count() {
-  const GradStats st = k_->take_stats();  // anything since take_grad_sq_norm (normally nothing)
-  const int64_t v = pending_nonfinite_ + st.nonfinite;
+  const int64_t v = pending_nonfinite_;
   pending_nonfinite_ = 0;
   return v;
 }

@@ -80,7 +80,7 @@ class BackendAdamW final : public Optimizer {
   Tensor dir_;          // proj dtype [max projected numel]: Adam direction of a target
   Tensor full_;         // F32 [max target numel]: back-projected direction (stochastic rounding only)
   Tensor A_old_, B_old_;  // proj dtype: the previous projector during a refresh
-  int64_t pending_nonfinite_ = 0;
+  int64_t pending_nonfinite_ = 0;  // read with the norm by take_grad_sq_norm, handed out by take_nonfinite_count
 };
 
 }  // namespace gt

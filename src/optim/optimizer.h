@@ -48,7 +48,7 @@ class Optimizer {
   // (before clipping; for GaLore targets the projected gradient). Resets it.
   virtual double take_grad_sq_norm() = 0;
   // Number of non-finite gradient elements seen since the last call. Resets it.
-  virtual int64_t take_nonfinite_count() { return 0; }
+  virtual int64_t take_nonfinite_count() { return 0; }  // BackendAdamW: counted by take_grad_sq_norm
   // Checkpoint state: every tensor and counter needed for an exact resume.
   virtual void save_state(SafetensorsWriter& out) const = 0;
   virtual void load_state(const SafetensorsFile& in) = 0;
