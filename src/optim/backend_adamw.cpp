@@ -17,12 +17,9 @@ bool is_adam_family(const std::string& n) {
 
 namespace {
 
-bool is_galore(const OptimizerConfig& cfg) { return cfg.name == "galore_adamw" || cfg.name == "galore_adamw8bit"; }
-bool is_eight_bit(const OptimizerConfig& cfg) { return cfg.name == "adamw8bit" || cfg.name == "galore_adamw8bit"; }
-
 // Geometry of parameter p's GaLore projection, or null if it is not a target.
 bool target_geom(const OptimizerConfig& cfg, const ParamInfo& p, ProjGeom* geo) {
-  if (!is_galore(cfg) || !p.galore) return false;
+  if (!optimizer_is_galore(cfg.name) || !p.galore) return false;
   *geo = make_proj_geom(cfg.galore.proj_type, p.rows, p.cols, cfg.galore.rank);
   return true;
 }
@@ -60,13 +57,13 @@ std::vector<BufferSpec> backend_adamw_specs(const OptimizerConfig& cfg, const st
                                             int n_micro, DType proj_dtype) {
   if (!is_adam_family(cfg.name))
     fail("optimizer.name '{}' is not one of adamw, adamw8bit, galore_adamw, galore_adamw8bit", cfg.name);
-  if (is_galore(cfg)) validate_galore_config(cfg.galore);
+  if (optimizer_is_galore(cfg.name)) validate_galore_config(cfg.galore);
   std::vector<BufferSpec> specs;
   for (const ParamInfo& p : params) {
     ProjGeom g;
     const bool target = target_geom(cfg, p, &g);
     const int64_t n = target ? g.numel() : p.numel();  // elements of the Adam state
-    if (is_eight_bit(cfg) && n >= kMin8bitNumel) {
+    if (optimizer_is_8bit(cfg.name) && n >= kMin8bitNumel) {
       specs.push_back({"adam8.m.codes." + p.name, DType::U8, {n}});
       specs.push_back({"adam8.v.codes." + p.name, DType::U8, {n}});
       specs.push_back({"adam8.m.absmax." + p.name, DType::F32, {quant8_blocks(n)}});
@@ -118,8 +115,6 @@ BackendAdamW::BackendAdamW(const OptimizerConfig& cfg, const std::vector<ParamIn
       params_(params),
       backend_(backend),
       n_micro_(n_micro),
-      galore_(is_galore(cfg)),
-      eight_bit_(is_eight_bit(cfg)),
       slots_(params.size()) {
   const auto specs = backend_adamw_specs(cfg, params, n_micro, backend.compute_dtype());
   k_ = make_optim_kernels(backend, optim_shapes(cfg, params), cfg.galore);
@@ -132,7 +127,7 @@ BackendAdamW::BackendAdamW(const OptimizerConfig& cfg, const std::vector<ParamIn
     S.galore = target_geom(cfg, p, &S.geo);
     S.seed_base = galore_name_hash(p.name);
     S.st.n = S.galore ? S.geo.numel() : p.numel();
-    S.st.q8 = eight_bit_ && S.st.n >= kMin8bitNumel;
+    S.st.q8 = optimizer_is_8bit(cfg.name) && S.st.n >= kMin8bitNumel;  // as the specs
     S.st.m = views[i++];
     S.st.v = views[i++];
     if (S.st.q8) {

@@ -72,7 +72,6 @@ class BackendAdamW final : public Optimizer {
   std::vector<ParamInfo> params_;
   Backend& backend_;
   int n_micro_;
-  bool galore_, eight_bit_;
   std::unique_ptr<OptimKernels> k_;
   Arena arena_;
   std::vector<Slot> slots_;

@@ -25,8 +25,8 @@ OptimStateBytes optimizer_state_bytes(const OptimizerConfig& cfg, const std::vec
   OptimStateBytes b;
   const bool accum = n_micro > 1;
   const std::string& name = cfg.name;
-  const bool galore = name == "galore_adamw" || name == "galore_adamw8bit";
-  const bool eight_bit = name == "adamw8bit" || name == "galore_adamw8bit";
+  const bool galore = optimizer_is_galore(name);
+  const bool eight_bit = optimizer_is_8bit(name);
   if (name != "sgd" && name != "adamw" && !galore && !eight_bit)
     fail("optimizer.name '{}' is not one of sgd, adamw, adamw8bit, galore_adamw, galore_adamw8bit", name);
   if (galore) validate_galore_config(cfg.galore);

@@ -57,6 +57,12 @@ class Optimizer {
   virtual std::string name() const = 0;
 };
 
+// What an optimizer.name means (validated by the config schema).
+inline bool optimizer_is_galore(const std::string& name) {
+  return name == "galore_adamw" || name == "galore_adamw8bit";
+}
+inline bool optimizer_is_8bit(const std::string& name) { return name == "adamw8bit" || name == "galore_adamw8bit"; }
+
 // The CPU reference optimizer named by cfg.name (host fp32 weights; the
 // oracle the tests compare the trained optimizer against).
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& cfg, const std::vector<ParamInfo>& params,

@@ -18,7 +18,7 @@ MemoryPlan plan_memory(const Config& cfg, Device device) {
   p.micro_batch = cfg.training.micro_batch_size;
   p.seq_len = cfg.training.seq_len;
   p.accum_steps = cfg.grad_accum_steps();
-  const bool galore = cfg.optimizer.name.rfind("galore", 0) == 0;
+  const bool galore = optimizer_is_galore(cfg.optimizer.name);
   const auto params = llama_params(cfg.model, galore ? cfg.optimizer.galore.targets : std::vector<std::string>{});
   std::vector<BufferSpec> wspecs;
   p.num_weights = 0;

@@ -89,7 +89,7 @@ Trainer::Trainer(const Config& cfg, const TrainOptions& opts) : cfg_(cfg), opts_
   check_memory_plan();
   model_ = std::make_unique<LlamaModel>(cfg_.model, *backend_, B, T, logits_workspace_rows(B * T),
                                         cfg_.training.recompute);
-  const bool galore = cfg_.optimizer.name.rfind("galore", 0) == 0;
+  const bool galore = optimizer_is_galore(cfg_.optimizer.name);
   params_ = llama_params(cfg_.model, galore ? cfg_.optimizer.galore.targets : std::vector<std::string>{});
   // Per-layer updates hand the optimizer every micro-batch; all-at-once sums them first.
   const int optim_micro = cfg_.optimizer.per_layer_updates ? cfg_.grad_accum_steps() : 1;
