@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <unistd.h>
 #include <vector>
 
 #include "backend/backend.h"
@@ -115,11 +116,15 @@ std::map<std::string, std::vector<uint8_t>> state_of(const Optimizer& opt, const
     const StTensor& t = f.get(name);
     m[name] = std::vector<uint8_t>(t.data, t.data + t.nbytes);
   }
+  std::filesystem::remove(path);
   return m;
 }
 
 std::string tmp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("gt_backend_adamw_" + name)).string();
+  // The pid keeps tests that ctest runs in parallel processes off each other's files.
+  return (std::filesystem::temp_directory_path() /
+          ("gt_backend_adamw_" + std::to_string(::getpid()) + "_" + name))
+      .string();
 }
 
 void expect_same_run(const OptimizerConfig& cfg, const RunOpts& r, int steps = 5) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <unistd.h>
 #include <limits>
 #include <vector>
 
@@ -307,7 +308,7 @@ TEST(Galore, SaveLoadContinuesIdentically) {
       run(a, params, wa, 0, 4);  // refreshes at 0 and 3; the next one (6) happens after the resume
       SafetensorsWriter out;
       a.save_state(out);
-      const std::string path = ::testing::TempDir() + "/galore_state.safetensors";
+      const std::string path = ::testing::TempDir() + "/galore_state_" + std::to_string(::getpid()) + ".safetensors";
       out.write(path);
       GaloreAdamW b(cfg, params, eight_bit);
       b.load_state(SafetensorsFile::open(path));
@@ -329,7 +330,7 @@ TEST(Galore, LoadRejectsMismatchedState) {
   GaloreAdamW a(galore_cfg(false), params, false);
   SafetensorsWriter out;
   a.save_state(out);
-  const std::string path = ::testing::TempDir() + "/galore_state_r8.safetensors";
+  const std::string path = ::testing::TempDir() + "/galore_state_r8_" + std::to_string(::getpid()) + ".safetensors";
   out.write(path);
   auto cfg = galore_cfg(false);
   cfg.galore.rank = 4;
