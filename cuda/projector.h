@@ -28,7 +28,7 @@ struct ProjectorWorkspace {
   size_t gf = 0;     // fp32 copy of g [m, n] (non-finite -> 0)
   size_t big = 0;    // fp32 [e, c]: Ω, Z, W; then V[:, top r] [c, r]
   size_t y = 0;      // fp32 [d, c]: Y, Q
-  size_t p_old = 0;  // fp32 [d, r]: previous basis, column-major
+  size_t p_old = 0;  // fp32 [d, r]: previous basis, column-major (d of the sides projected)
   size_t p_new = 0;  // fp32 [d, r]: new basis / warm iterate
   size_t yd = 0;     // fp64 [d, r]: CholeskyQR pass 1
   size_t s64 = 0;    // fp64 2·[c, c]: R_w and Rayleigh-Ritz matrix, Gram (pass 2 uses it as fp32)
@@ -97,7 +97,9 @@ inline ProjectorWorkspace projector_workspace_for(const GaloreConfig& cfg, const
   w.gf = size_t(m * n) * F;
   w.sign = size_t(r) * F;
   w.small = kProjectorNormBlocks * D + 64;
-  w.p_old = size_t(std::max(m, n) * r) * F;  // the previous basis (also the svd path's signs)
+  // the previous basis [d, r] of each projected side (d = m left, n right; also the svd path's signs)
+  const int64_t d_old = std::max(geo.side != ProjSide::Right ? m : 0, geo.side != ProjSide::Left ? n : 0);
+  w.p_old = size_t(d_old * r) * F;
   if (cfg.projector == "svd") {
     const int64_t k = std::min(m, n);
     w.svd_s = size_t(k) * F;

@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# ctest runs nproc test processes at once, each with nproc OpenMP threads.
+# Spinning OpenMP barriers then wait on threads that the other process has
+# descheduled: a 20 ms test was seen taking 138 s. Passive threads sleep.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 ctest --test-dir build --output-on-failure -j "$(nproc)" "$@"
 # ctest lists skipped tests without their reason: print it once.
 if [ -x build/tests/test_kernels ]; then

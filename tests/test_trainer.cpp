@@ -132,3 +132,32 @@ TEST(Trainer, MemoryPlanEqualsWhatIsAllocated) {
     EXPECT_EQ(plan.optim.total(), t.optimizer().state_bytes());
   }
 }
+
+// intermediate_size 157 is stored as 160 (llama_ffn_width): after training
+// steps with projector refreshes, the padding of gate/up/down is still
+// exactly zero, and what leaves the model has the unpadded shape.
+TEST(Trainer, FfnPaddingStaysZero) {
+  for (const char* opt : {"optimizer.name=galore_adamw8bit", "optimizer.name=galore_adamw", "optimizer.name=adamw8bit"}) {
+    Config cfg = small_config({opt, "model.intermediate_size=157", "optimizer.per_layer_updates=true",
+                               "training.total_batch_size=8", "optimizer.weight_decay=0.1"});
+    Trainer t(cfg, {});
+    for (int i = 0; i < 5; ++i) t.train_step();
+    int padded_params = 0;
+    for (int i = 0; i < t.model().num_params(); ++i) {
+      const ParamInfo& p = t.model().params()[size_t(i)];
+      ASSERT_EQ(t.model().get_weight(i).size(), size_t(p.hf_numel())) << p.name;
+      if (p.numel() == p.hf_numel()) continue;
+      ++padded_params;
+      EXPECT_EQ(p.rows * p.cols, (p.name.find("down") != std::string::npos ? 64 * 160 : 160 * 64)) << p.name;
+      std::vector<float> raw(size_t(p.numel()));
+      t.backend().download_f32(raw.data(), t.model().weight(i));
+      double pad_abs = 0, real_abs = 0;
+      for (int64_t r = 0; r < p.rows; ++r)
+        for (int64_t c = 0; c < p.cols; ++c)
+          (r >= p.hf_rows() || c >= p.hf_cols() ? pad_abs : real_abs) += std::abs(raw[size_t(r * p.cols + c)]);
+      EXPECT_EQ(pad_abs, 0.0) << opt << " " << p.name;
+      EXPECT_GT(real_abs, 0.0) << p.name;
+    }
+    EXPECT_EQ(padded_params, 3 * 2) << "gate, up and down of both layers";
+  }
+}

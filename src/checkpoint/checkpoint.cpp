@@ -152,9 +152,7 @@ StDType st_of(DType t) {
   return StDType::F32;
 }
 
-std::vector<int64_t> shape_of(const ParamInfo& p) {
-  return p.cols == 1 ? std::vector<int64_t>{p.rows} : std::vector<int64_t>{p.rows, p.cols};
-}
+std::vector<int64_t> shape_of(const ParamInfo& p) { return p.hf_shape(); }
 
 // The pid at the end of ".tmp_step_NNNNNNNN_<pid>" (or -1).
 long pid_of_scratch(const std::string& name) {
@@ -233,7 +231,7 @@ std::string write_checkpoint_impl(const std::string& root, int64_t step, const L
       for (int i = 0; i < model.num_params(); ++i) {
         const auto& p = model.params()[size_t(i)];
         const Tensor& t = model.weight(i);
-        buf.resize(t.nbytes());
+        buf.resize(model.weight_file_bytes(i));
         model.download_weight_bytes(i, buf.data());
         w.add(p.name, st_of(t.dtype), shape_of(p), buf.data(), buf.size());
       }

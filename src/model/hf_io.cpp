@@ -97,9 +97,9 @@ void load_hf_weights(LlamaModel& model, const std::string& dir) {
     if (it == where.end()) fail("{}: tensor '{}' is not in the weight map", index, p.name);
     if (!files.count(it->second)) files.emplace(it->second, SafetensorsFile::open(it->second));
     const StTensor& t = files.at(it->second).get(p.name);
-    if (t.numel() != p.numel() || (p.cols > 1 && (t.shape.size() != 2 || t.shape[0] != p.rows || t.shape[1] != p.cols)))
-      fail("{}: tensor '{}' has shape [{}] but the model needs [{}, {}]", it->second, p.name,
-           fmt::join(t.shape, ", "), p.rows, p.cols);
+    if (t.numel() != p.hf_numel() || (p.cols > 1 && t.shape != p.hf_shape()))
+      fail("{}: tensor '{}' has shape [{}] but the model needs [{}]", it->second, p.name, fmt::join(t.shape, ", "),
+           fmt::join(p.hf_shape(), ", "));
     auto values = t.to_f32();
     model.set_weight(i, values.data());
   }
@@ -137,7 +137,7 @@ void export_hf_weights(const ModelConfig& cfg, const std::vector<ParamInfo>& par
   w.set_metadata("format", "pt");
   for (size_t i = 0; i < params.size(); ++i) {
     const auto& p = params[i];
-    std::vector<int64_t> shape = p.cols == 1 ? std::vector<int64_t>{p.rows} : std::vector<int64_t>{p.rows, p.cols};
+    const std::vector<int64_t> shape = p.hf_shape();
     if (dtype == "fp32") {
       w.add_f32(p.name, shape, weights[i].data());
     } else {

@@ -20,8 +20,11 @@ bool is_target(const std::string& name, const std::vector<std::string>& targets)
 }
 }  // namespace
 
+int64_t llama_ffn_width(const ModelConfig& cfg) { return (int64_t(cfg.intermediate_size) + 7) / 8 * 8; }
+
 std::vector<ParamInfo> llama_params(const ModelConfig& cfg, const std::vector<std::string>& galore_targets) {
-  const int64_t C = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size;
+  const int64_t C = cfg.hidden_size, I = llama_ffn_width(cfg), V = cfg.vocab_size;
+  const int64_t pad = I - cfg.intermediate_size;
   const int64_t Q = int64_t(cfg.num_heads) * cfg.head_dim(), KV = int64_t(cfg.kv_heads()) * cfg.head_dim();
   std::vector<ParamInfo> p;
   p.push_back({"model.embed_tokens.weight", ParamKind::Embedding, V, C, false});
@@ -31,8 +34,11 @@ std::vector<ParamInfo> llama_params(const ModelConfig& cfg, const std::vector<st
     for (int j = 0; j < 9; ++j) {
       const std::string name = pre + kLayerNames[j] + ".weight";
       const bool norm = shapes[j][1] == 1;
-      p.push_back({name, norm ? ParamKind::Norm : ParamKind::Linear, shapes[j][0], shapes[j][1],
-                   !norm && is_target(name, galore_targets)});
+      ParamInfo info{name, norm ? ParamKind::Norm : ParamKind::Linear, shapes[j][0], shapes[j][1],
+                     !norm && is_target(name, galore_targets)};
+      if (j == 6 || j == 7) info.pad_rows = pad;  // gate, up: [I, C]
+      if (j == 8) info.pad_cols = pad;            // down: [C, I]
+      p.push_back(info);
     }
   }
   p.push_back({"model.norm.weight", ParamKind::Norm, C, 1, false});
@@ -42,7 +48,7 @@ std::vector<ParamInfo> llama_params(const ModelConfig& cfg, const std::vector<st
 
 std::vector<BufferSpec> llama_activation_specs(const ModelConfig& cfg, int B, int T, DType dt, int logits_rows,
                                                bool recompute) {
-  const int64_t N = int64_t(B) * T, C = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size;
+  const int64_t N = int64_t(B) * T, C = cfg.hidden_size, I = llama_ffn_width(cfg), V = cfg.vocab_size;
   const int64_t NH = cfg.num_heads, KV = cfg.kv_heads(), D = cfg.head_dim();
   const int64_t R = logits_rows > 0 ? std::min<int64_t>(logits_rows, N) : N;
   const DType f32 = DType::F32;
@@ -53,7 +59,9 @@ std::vector<BufferSpec> llama_activation_specs(const ModelConfig& cfg, int B, in
     const std::string p = "layer" + std::to_string(l) + ".";
     s.push_back({p + "x", dt, {N, C}});
     if (recompute && l > 0) continue;  // layer 0's buffers are shared by all layers
-    s.push_back({p + "ln1", dt, {N, C}});
+    // ln1 and ln2 share one buffer: ln2 overwrites ln1 once q, k, v exist, and
+    // backward recomputes ln1 (one RMSNorm) before the q/k/v weight gradients.
+    s.push_back({p + "ln", dt, {N, C}});
     s.push_back({p + "rstd1", f32, {N}});
     s.push_back({p + "q", dt, {B, T, NH, D}});
     s.push_back({p + "k", dt, {B, T, KV, D}});
@@ -61,25 +69,30 @@ std::vector<BufferSpec> llama_activation_specs(const ModelConfig& cfg, int B, in
     s.push_back({p + "att", dt, {B, T, NH, D}});
     s.push_back({p + "lse", f32, {B, NH, T}});
     s.push_back({p + "mid", dt, {N, C}});
-    s.push_back({p + "ln2", dt, {N, C}});
     s.push_back({p + "rstd2", f32, {N}});
     s.push_back({p + "gate", dt, {N, I}});
     s.push_back({p + "up", dt, {N, I}});
-    s.push_back({p + "h", dt, {N, I}});
+    s.push_back({p + "h", dt, {N, I}});  // backward overwrites it with dh once dW_down exists
   }
-  s.push_back({"x_final", dt, {N, C}});
-  s.push_back({"lnf", dt, {N, C}});
+  // With recompute, x_final and lnf live in layer 0's shared ln and mid
+  // buffers: the last layer's forward is done with them (ln holds ln2, read
+  // by the gate/up GEMMs before x_final is written), and backward refills
+  // them only after the final norm's backward has read x_final.
+  if (!recompute) {
+    s.push_back({"x_final", dt, {N, C}});
+    s.push_back({"lnf", dt, {N, C}});
+  }
   s.push_back({"rstdf", f32, {N}});
   s.push_back({"losses", f32, {N}});
   s.push_back({"logits", dt == DType::F32 ? f32 : f32, {R, V}});
-  // backward scratch, reused by every layer
+  // Backward scratch, reused by every layer. In place instead of buffers of
+  // their own: dh over h, dgate/dup over gate/up (dead after SwiGLU's
+  // backward), and d(att) lives in dln (free between the two halves).
   s.push_back({"dresid", dt, {N, C}});
-  s.push_back({"dln", dt, {N, C}});
+  s.push_back({"dln", dt, {N, std::max(C, NH * D)}});
   s.push_back({"dq", dt, {B, T, NH, D}});
   s.push_back({"dk", dt, {B, T, KV, D}});
   s.push_back({"dv", dt, {B, T, KV, D}});
-  s.push_back({"datt", dt, {B, T, NH, D}});
-  s.push_back({"dh", dt, {N, I}});  // dgate/dup overwrite gate/up in place (dead after SwiGLU's backward)
   return s;
 }
 
@@ -113,13 +126,21 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, int B, int T, i
       acts_.push_back(shared);
       continue;
     }
-    for (Tensor* t : {&a.ln1, &a.rstd1, &a.q, &a.k, &a.v, &a.att, &a.lse, &a.mid, &a.ln2, &a.rstd2, &a.gate, &a.up,
-                      &a.h})
+    for (Tensor* t : {&a.ln1, &a.rstd1, &a.q, &a.k, &a.v, &a.att, &a.lse, &a.mid, &a.rstd2, &a.gate, &a.up, &a.h})
       *t = v[i++];
+    a.ln2 = a.ln1;  // one buffer (see llama_activation_specs)
     acts_.push_back(a);
   }
-  for (Tensor* t : {&x_final_, &lnf_, &rstdf_, &losses_, &logits_, &dresid_, &dln_, &dq_, &dk_, &dv_, &datt_, &dh_})
-    *t = v[i++];
+  if (recompute) {
+    x_final_ = acts_[0].ln1;
+    lnf_ = acts_[0].mid;
+  } else {
+    x_final_ = v[i++];
+    lnf_ = v[i++];
+  }
+  for (Tensor* t : {&rstdf_, &losses_, &logits_, &dresid_, &dln_, &dq_, &dk_, &dv_}) *t = v[i++];
+  datt_ = reshape(dln_, {B, T, cfg.num_heads, cfg.head_dim()});  // d(att) in dln: see llama_activation_specs
+  dln_ = reshape(dln_, {int64_t(B) * T, cfg.hidden_size});
   GT_ASSERT(i == v.size());
   const size_t N = size_t(B) * T;
   host_inputs_.resize(N);
@@ -129,7 +150,7 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, int B, int T, i
 
 int64_t LlamaModel::num_weights() const {
   int64_t n = 0;
-  for (auto& p : params_) n += p.numel();
+  for (auto& p : params_) n += p.hf_numel();
   return n;
 }
 
@@ -148,7 +169,7 @@ void LlamaModel::init_random(uint64_t seed) {
   std::vector<float> host;
   for (int i = 0; i < num_params(); ++i) {
     const auto& p = params_[size_t(i)];
-    const int64_t n = p.numel();
+    const int64_t n = p.hf_numel();  // drawn unpadded: the padding changes no value
     host.assign(size_t(n), 1.0f);
     if (p.kind != ParamKind::Norm) {
       const int64_t chunks = (n + kChunk - 1) / kChunk;
@@ -163,19 +184,61 @@ void LlamaModel::init_random(uint64_t seed) {
   }
 }
 
-void LlamaModel::set_weight(int i, const float* values) { be_.upload_f32(weights_[size_t(i)], values); }
+void LlamaModel::set_weight(int i, const float* values) {
+  const ParamInfo& p = params_[size_t(i)];
+  if (p.numel() == p.hf_numel()) return be_.upload_f32(weights_[size_t(i)], values);
+  std::vector<float> padded(size_t(p.numel()));
+  pad_param(p, values, padded.data());
+  be_.upload_f32(weights_[size_t(i)], padded.data());
+}
 
 std::vector<float> LlamaModel::get_weight(int i) const {
-  std::vector<float> out(size_t(params_[size_t(i)].numel()));
-  be_.download_f32(out.data(), weights_[size_t(i)]);
+  const ParamInfo& p = params_[size_t(i)];
+  std::vector<float> padded(size_t(p.numel()));
+  be_.download_f32(padded.data(), weights_[size_t(i)]);
+  if (p.numel() == p.hf_numel()) return padded;
+  std::vector<float> out(size_t(p.hf_numel()));
+  unpad_param(p, padded.data(), out.data());
   return out;
 }
 
-void LlamaModel::download_weight_bytes(int i, void* dst) const {
-  be_.download(dst, weights_[size_t(i)].data, weights_[size_t(i)].nbytes());
+size_t LlamaModel::weight_file_bytes(int i) const {
+  return size_t(params_[size_t(i)].hf_numel()) * dtype_size(weights_[size_t(i)].dtype);
 }
+
+// Raw device-dtype copies through a host buffer of the padded size. The
+// element type only carries the width (bf16 or fp32 bits are copied as is).
+template <typename T>
+static void copy_unpadded_bytes(const ParamInfo& p, const void* padded, void* hf) {
+  unpad_param(p, static_cast<const T*>(padded), static_cast<T*>(hf));
+}
+template <typename T>
+static void copy_padded_bytes(const ParamInfo& p, const void* hf, void* padded) {
+  pad_param(p, static_cast<const T*>(hf), static_cast<T*>(padded));
+}
+
+void LlamaModel::download_weight_bytes(int i, void* dst) const {
+  const ParamInfo& p = params_[size_t(i)];
+  const Tensor& w = weights_[size_t(i)];
+  if (p.numel() == p.hf_numel()) return be_.download(dst, w.data, w.nbytes());
+  std::vector<char> padded(w.nbytes());
+  be_.download(padded.data(), w.data, w.nbytes());
+  if (dtype_size(w.dtype) == 2)
+    copy_unpadded_bytes<uint16_t>(p, padded.data(), dst);
+  else
+    copy_unpadded_bytes<uint32_t>(p, padded.data(), dst);
+}
+
 void LlamaModel::upload_weight_bytes(int i, const void* src) {
-  be_.upload(weights_[size_t(i)].data, src, weights_[size_t(i)].nbytes());
+  const ParamInfo& p = params_[size_t(i)];
+  const Tensor& w = weights_[size_t(i)];
+  if (p.numel() == p.hf_numel()) return be_.upload(w.data, src, w.nbytes());
+  std::vector<char> padded(w.nbytes());
+  if (dtype_size(w.dtype) == 2)
+    copy_padded_bytes<uint16_t>(p, src, padded.data());
+  else
+    copy_padded_bytes<uint32_t>(p, src, padded.data());
+  be_.upload(w.data, padded.data(), w.nbytes());
 }
 
 double LlamaModel::forward(const int32_t* tokens) {
@@ -259,14 +322,18 @@ void LlamaModel::backward(GradSink& sink, float dloss_scale) {
     LayerActs& a = acts_[size_t(l)];
     if (recompute_) layer_forward(l, false);  // refill the shared layer buffers
     // MLP: dresid holds dL/dx[l+1]
+    // dW_down first, from h; then dh overwrites h (both before the update
+    // that grad_ready may run, which changes W_down).
     g = grad_for(sink, L.down, &acc);
-    be_.matmul_backward(dh_, g, dresid_, a.h, W(L.down), false, acc);
+    be_.matmul_backward(Tensor{}, g, dresid_, a.h, W(L.down), false, acc);
+    const Tensor& dh = a.h;
+    be_.matmul_backward(dh, Tensor{}, dresid_, a.h, W(L.down), false, false);
     sink.grad_ready(L.down);
     // In place: gate/up are dead after this (recompute refills them), so
     // dgate/dup need no buffers of their own ([N, I] each: 180 MB at 7B).
     const Tensor& dgate = a.gate;
     const Tensor& dup = a.up;
-    be_.swiglu_backward(dgate, dup, dh_, a.gate, a.up);
+    be_.swiglu_backward(dgate, dup, dh, a.gate, a.up);
     g = grad_for(sink, L.up, &acc);
     be_.matmul_backward(dln_, g, dup, a.ln2, W(L.up), false, acc);
     sink.grad_ready(L.up);
@@ -285,6 +352,9 @@ void LlamaModel::backward(GradSink& sink, float dloss_scale) {
     be_.attention_backward(dq_, dk_, dv_, datt_, a.q, a.k, a.v, a.att, a.lse);
     be_.rope_backward(dq_, theta);
     be_.rope_backward(dk_, theta);
+    // ln2 (dead now) shares ln1's buffer: recompute ln1 for the q/k/v weight
+    // gradients. W(L.ln1) is unchanged until grad_ready(L.ln1) below.
+    be_.rmsnorm_forward(a.ln1, a.rstd1, a.x, W(L.ln1), float(cfg_.rms_norm_eps));
     g = grad_for(sink, L.v, &acc);
     be_.matmul_backward(dln_, g, reshape(dv_, {N, KV * D}), a.ln1, W(L.v), false, acc);
     sink.grad_ready(L.v);

@@ -20,10 +20,21 @@
 namespace gt {
 
 // Rows of the lm_head + cross-entropy workspace for N = B*T rows: the fp32
-// logits of at most this many rows exist at once.
-inline int logits_workspace_rows(int N) { return N < 1024 ? N : 1024; }
+// logits of at most this many rows exist at once (62.5 MiB at V = 32000).
+// 512 rows still make the logits GEMM large (512 x V x C); each chunk adds
+// one read-modify-write of the lm_head gradient (~1 ms per 7B step in all).
+inline int logits_workspace_rows(int N) { return N < 512 ? N : 512; }
 
-// Parameter list in HF order with GaLore targets marked.
+// The MLP width in memory: intermediate_size rounded up to a multiple of 8.
+// bf16 GEMMs whose dimensions are not multiples of 8 (16-byte rows) miss the
+// fast tensor-core kernels: llama1b's 5461 runs 4-5x slower on an H100
+// (shared/MEASURED.md). The extra rows of gate/up and columns of down are
+// zeros, so h's extra columns are silu(0)*0 = 0 and every gradient and
+// optimizer state of the padding stays zero: exact. Files keep 5461.
+int64_t llama_ffn_width(const ModelConfig& cfg);
+
+// Parameter list in HF order with GaLore targets marked; rows/cols are the
+// in-memory shapes (pad_rows/pad_cols say what is padding).
 std::vector<ParamInfo> llama_params(const ModelConfig& cfg, const std::vector<std::string>& galore_targets);
 
 // Activation buffers for micro-batch B x T (the memory planner's source of truth).
@@ -50,7 +61,7 @@ class LlamaModel {
   const ModelConfig& config() const { return cfg_; }
   const std::vector<ParamInfo>& params() const { return params_; }
   int num_params() const { return int(params_.size()); }
-  int64_t num_weights() const;  // total parameter elements
+  int64_t num_weights() const;  // total parameter elements, unpadded (the model's size)
   const Tensor& weight(int i) const { return weights_[size_t(i)]; }
   int param_index(const std::string& hf_name) const;  // -1 if absent
   int B() const { return B_; }
@@ -58,10 +69,11 @@ class LlamaModel {
 
   // GaLore-style init: normal(0, init_std) for embeddings and linears, ones for norms.
   void init_random(uint64_t seed);
-  // fp32 host values for parameter i (any order of calls).
+  // fp32 host values for parameter i in its HF shape, unpadded (any order of calls).
   void set_weight(int i, const float* values);
   std::vector<float> get_weight(int i) const;
-  // Raw bytes in the device dtype (exact checkpoints).
+  // Raw bytes in the device dtype, HF shape (exact checkpoints): hf_numel * dtype size.
+  size_t weight_file_bytes(int i) const;
   void download_weight_bytes(int i, void* dst) const;
   void upload_weight_bytes(int i, const void* src);
 
@@ -83,7 +95,7 @@ class LlamaModel {
     int ln1, q, k, v, o, ln2, gate, up, down;
   };
   struct LayerActs {  // activation views of one layer
-    Tensor x, ln1, rstd1, q, k, v, att, lse, mid, ln2, rstd2, gate, up, h;
+    Tensor x, ln1, rstd1, q, k, v, att, lse, mid, ln2, rstd2, gate, up, h;  // ln2 is ln1's buffer
   };
   const Tensor& W(int i) const { return weights_[size_t(i)]; }
   // Layer l's forward from acts_[l].x; writes x[l+1] unless only recomputing.
@@ -102,7 +114,7 @@ class LlamaModel {
   std::vector<Tensor> weights_;
   std::vector<LayerActs> acts_;
   Tensor tokens_, targets_, x_final_, lnf_, rstdf_, losses_, logits_;
-  Tensor dresid_, dln_, dq_, dk_, dv_, datt_, dh_;
+  Tensor dresid_, dln_, dq_, dk_, dv_, datt_;  // datt_ is a view of dln's buffer
   std::vector<int32_t> host_inputs_, host_targets_;
   std::vector<float> host_losses_;
 };

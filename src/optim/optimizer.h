@@ -24,8 +24,35 @@ struct ParamInfo {
   int64_t rows;       // out_features (or numel for 1-D)
   int64_t cols;       // in_features (1 for 1-D)
   bool galore;        // a GaLore target (Linear and matched by optimizer.galore.targets)
+  // Alignment padding: the last pad_rows rows / pad_cols columns of the
+  // in-memory [rows, cols] are zeros that stay zero (their gradients and
+  // optimizer states are zero too). Files and HF hold the unpadded shape.
+  int64_t pad_rows = 0, pad_cols = 0;
   int64_t numel() const { return rows * cols; }
+  int64_t hf_rows() const { return rows - pad_rows; }
+  int64_t hf_cols() const { return cols - pad_cols; }
+  int64_t hf_numel() const { return hf_rows() * hf_cols(); }
+  // The Hugging Face shape: [rows] for 1-D, else [rows, cols], unpadded.
+  std::vector<int64_t> hf_shape() const {
+    return cols == 1 ? std::vector<int64_t>{hf_rows()} : std::vector<int64_t>{hf_rows(), hf_cols()};
+  }
 };
+
+// Copies between the unpadded (HF) row-major layout and the padded in-memory
+// one. The padding is written as zeros.
+template <typename T>
+void pad_param(const ParamInfo& p, const T* hf, T* padded) {
+  const int64_t hr = p.hf_rows(), hc = p.hf_cols();
+  for (int64_t r = 0; r < p.rows; ++r)
+    for (int64_t c = 0; c < p.cols; ++c)
+      padded[r * p.cols + c] = r < hr && c < hc ? hf[r * hc + c] : T{};
+}
+template <typename T>
+void unpad_param(const ParamInfo& p, const T* padded, T* hf) {
+  const int64_t hr = p.hf_rows(), hc = p.hf_cols();
+  for (int64_t r = 0; r < hr; ++r)
+    for (int64_t c = 0; c < hc; ++c) hf[r * hc + c] = padded[r * p.cols + c];
+}
 
 struct StepInfo {
   int64_t step;        // optimizer step about to be taken, counted from 0

@@ -99,8 +99,7 @@ int main(int argc, char** argv) {
     for (const auto& p : params) {
       if (!file.has(p.name)) fail("{}: tensor '{}' missing (damaged checkpoint?)", wf, p.name);
       const StTensor& t = file.get(p.name);
-      const std::vector<int64_t> want =
-          p.cols == 1 ? std::vector<int64_t>{p.rows} : std::vector<int64_t>{p.rows, p.cols};
+      const std::vector<int64_t> want = p.hf_shape();
       if (t.shape != want)
         fail("{}: tensor '{}' has shape [{}] but the config says [{}]", wf, p.name, fmt::join(t.shape, ", "),
              fmt::join(want, ", "));

@@ -91,9 +91,17 @@ int main(int argc, char** argv) {
       model.backward(grads);
       for (int i = 0; i < model.num_params(); ++i) {
         const auto& p = model.params()[size_t(i)];
-        std::vector<float> g(size_t(p.numel()));
-        backend->download_f32(g.data(), grads.grad(i));
+        std::vector<float> padded(size_t(p.numel())), g(size_t(p.hf_numel()));
+        backend->download_f32(padded.data(), grads.grad(i));
+        unpad_param(p, padded.data(), g.data());
         check("grad." + p.name, rel_err(g, ref.get("grad." + p.name).to_f64()), tol_grad);
+        if (p.numel() != p.hf_numel()) {  // alignment padding (llama_ffn_width): its gradient must be exactly 0
+          double pad_abs = 0;
+          for (int64_t r = 0; r < p.rows; ++r)
+            for (int64_t c = 0; c < p.cols; ++c)
+              if (r >= p.hf_rows() || c >= p.hf_cols()) pad_abs += std::abs(padded[size_t(r * p.cols + c)]);
+          check("grad_padding." + p.name, pad_abs, 0.0);
+        }
       }
       report["model"] = {{"dir", dir},
                          {"device", device},

@@ -24,7 +24,7 @@ MemoryPlan plan_memory(const Config& cfg, Device device) {
   p.num_weights = 0;
   for (auto& prm : params) {
     wspecs.push_back({prm.name, p.dtype, {prm.numel()}});
-    p.num_weights += prm.numel();
+    p.num_weights += prm.hf_numel();  // the model size; the arena holds the padded shapes
   }
   p.weights = arena_bytes(wspecs);
   if (cfg.optimizer.per_layer_updates)
