@@ -36,6 +36,15 @@ __global__ void grad_to_f32_kernel(const bf16* g, float* out, int64_t n) {
   }
 }
 
+// panel [pw, m] column-major (= row-major [m, pw]) = G[:, c0:c0+pw] of G [m, n]
+// row-major, as fp32 with non-finite -> 0: one panel of X = G's columns, transposed.
+__global__ void grad_cols_to_f32_kernel(const bf16* g, float* panel, int64_t m, int64_t n, int64_t c0, int64_t pw) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < m * pw; i += int64_t(gridDim.x) * blockDim.x) {
+    const float x = __bfloat162float(g[(i / pw) * n + c0 + i % pw]);
+    panel[i] = finite_f32(x) ? x : 0.0f;
+  }
+}
+
 // Ω [e, k] column-major: element idx = j·e + i is sketch_normal(seed, idx), as the CPU.
 __global__ void sketch_kernel(float* omega, int64_t n, uint64_t seed) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
@@ -202,8 +211,9 @@ struct CudaProjectorRefresh::Impl {
   GaloreConfig cfg;             // the construction's
   ProjectorWorkspace plan;      // region sizes (bytes)
   // regions
-  float *gf = nullptr, *big = nullptr, *y = nullptr, *p_old = nullptr, *p_new = nullptr, *tau = nullptr,
-        *sign = nullptr, *svd_s = nullptr, *svd_u = nullptr, *svd_v = nullptr;
+  float *gf = nullptr, *gpanel = nullptr, *big = nullptr, *y = nullptr, *p_old = nullptr, *p_new = nullptr,
+        *tau = nullptr, *sign = nullptr, *svd_s = nullptr, *svd_u = nullptr, *svd_v = nullptr;
+  const bf16* g = nullptr;  // the gradient [m, n] row-major of the refresh in progress
   double *yd = nullptr, *s64 = nullptr, *eig = nullptr, *partial = nullptr;
   float* mu = nullptr;
   int* info = nullptr;    // [1]
@@ -212,29 +222,66 @@ struct CudaProjectorRefresh::Impl {
   char* reproject_base = nullptr;
   int lwork_f = 0, lwork_d = 0;  // elements passed to cuSOLVER (fp32 / fp64 calls)
 
+  // Releases here, not in ~CudaProjectorRefresh: when the constructor throws
+  // after creating the handles (e.g. the lwork bound check), the outer
+  // destructor never runs, but impl_ (a constructed member) is still destroyed.
+  ~Impl() {
+    if (stream) cudaStreamSynchronize(stream);  // the pinned status copy may be in flight
+    if (svdj) cusolverDnDestroyGesvdjInfo(svdj);
+    if (solver) cusolverDnDestroy(solver);
+    if (blas) cublasDestroy(blas);
+    if (done) cudaEventDestroy(done);
+    if (host_status) cudaFreeHost(host_status);
+  }
+
   void note(int code, bool only_negative = false) {
     note_info_kernel<<<1, 1, 0, stream>>>(info, status, code, only_negative);
     CUDA_CHECK_LAUNCH();
   }
 
-  // Column-major C [M, N] = op(A)·op(B) (fp32, no TF32: CUBLAS_DEFAULT_MATH).
+  // Column-major C [M, N] = op(A)·op(B) + beta·C (fp32, no TF32: CUBLAS_DEFAULT_MATH).
   void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-             int64_t ldb, float* C, int64_t ldc) {
-    const float one = 1.0f, zero = 0.0f;
+             int64_t ldb, float* C, int64_t ldc, float beta = 0.0f) {
+    const float one = 1.0f;
     CUBLAS_CHECK(cublasSgemm(blas, ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N, int(M), int(N),
-                             int(K), &one, A, int(lda), B, int(ldb), &zero, C, int(ldc)));
+                             int(K), &one, A, int(lda), B, int(ldb), &beta, C, int(ldc)));
   }
 
-  // X = G (left) or Gᵀ (right), X [d, e]; Gf is column-major Gᵀ [n, m], ld n.
-  // Y [d, c] = X·B, B [e, c].
+  // X = G (left) or Gᵀ (right), X [d, e], is read from the bf16 gradient one
+  // fp32 panel X[:, p0:p0+pw] at a time (kProjectorPanelCols). In gpanel:
+  //   left:  the panel transposed, column-major [pw, d] (G's columns p0.., row by row);
+  //   right: the panel, column-major [d, pw] (G's rows p0.., a straight copy).
+  int64_t load_panel(bool left, int64_t m, int64_t n, int64_t p0) {
+    const int64_t e = left ? n : m, pw = std::min(kProjectorPanelCols, e - p0);
+    if (left)
+      grad_cols_to_f32_kernel<<<grid_for(m * pw), kThreads, 0, stream>>>(g, gpanel, m, n, p0, pw);
+    else
+      grad_to_f32_kernel<<<grid_for(pw * n), kThreads, 0, stream>>>(g + p0 * n, gpanel, pw * n);
+    CUDA_CHECK_LAUNCH();
+    return pw;
+  }
+  // Y [d, c] = X·B, B [e, c]: a sum over the panels (beta = 1 after the first).
   void mul_x(bool left, int64_t m, int64_t n, int64_t c, const float* B, float* Y) {
     const int64_t d = left ? m : n, e = left ? n : m;
-    sgemm(left, false, d, c, e, gf, n, B, e, Y, d);
+    for (int64_t p0 = 0; p0 < e; p0 += kProjectorPanelCols) {
+      const int64_t pw = load_panel(left, m, n, p0);
+      const float beta = p0 == 0 ? 0.0f : 1.0f;
+      if (left)
+        sgemm(true, false, d, c, pw, gpanel, pw, B + p0, e, Y, d, beta);
+      else
+        sgemm(false, false, d, c, pw, gpanel, d, B + p0, e, Y, d, beta);
+    }
   }
-  // Z [e, c] = Xᵀ·Q, Q [d, c].
+  // Z [e, c] = Xᵀ·Q, Q [d, c]: panel p gives rows p0..p0+pw of Z.
   void mul_xt(bool left, int64_t m, int64_t n, int64_t c, const float* Q, float* Z) {
     const int64_t d = left ? m : n, e = left ? n : m;
-    sgemm(!left, false, e, c, d, gf, n, Q, d, Z, e);
+    for (int64_t p0 = 0; p0 < e; p0 += kProjectorPanelCols) {
+      const int64_t pw = load_panel(left, m, n, p0);
+      if (left)
+        sgemm(false, false, pw, c, d, gpanel, pw, Q, d, Z + p0, e);
+      else
+        sgemm(true, false, pw, c, d, gpanel, d, Q, d, Z + p0, e);
+    }
   }
 
   // a [rows, cols] (column-major, rows >= cols) <- its thin Householder Q.
@@ -388,6 +435,7 @@ CudaProjectorRefresh::CudaProjectorRefresh(cudaStream_t stream, const GaloreConf
   char* small = take(I.plan.small);  // outside the union: the sticky status must survive reproject_moments
   I.reproject_base = p;
   I.gf = reinterpret_cast<float*>(take(I.plan.gf));
+  I.gpanel = reinterpret_cast<float*>(take(I.plan.gpanel));
   I.big = reinterpret_cast<float*>(take(I.plan.big));
   I.y = reinterpret_cast<float*>(take(I.plan.y));
   I.p_old = reinterpret_cast<float*>(take(I.plan.p_old));
@@ -453,15 +501,7 @@ CudaProjectorRefresh::CudaProjectorRefresh(cudaStream_t stream, const GaloreConf
   I.lwork_d = int(std::max<int64_t>(ld, 1));
 }
 
-CudaProjectorRefresh::~CudaProjectorRefresh() {
-  Impl& I = *impl_;
-  if (I.stream) cudaStreamSynchronize(I.stream);  // the pinned status copy may be in flight
-  if (I.svdj) cusolverDnDestroyGesvdjInfo(I.svdj);
-  if (I.solver) cusolverDnDestroy(I.solver);
-  if (I.blas) cublasDestroy(I.blas);
-  if (I.done) cudaEventDestroy(I.done);
-  if (I.host_status) cudaFreeHost(I.host_status);
-}
+CudaProjectorRefresh::~CudaProjectorRefresh() = default;  // Impl::~Impl releases
 
 size_t CudaProjectorRefresh::workspace_bytes(const GaloreConfig& cfg, const std::vector<ProjGeom>& geos) {
   return projector_workspace_layout(cfg, geos).total();
@@ -506,10 +546,10 @@ void CudaProjectorRefresh::refresh(const GaloreConfig& cfg, const ProjGeom& geo,
   }
   const int64_t m = geo.m, n = geo.n, r = geo.r;
   const bool left = geo.side != ProjSide::Right, right = geo.side != ProjSide::Left;
-  grad_to_f32_kernel<<<grid_for(m * n), kThreads, 0, I.stream>>>(g, I.gf, m * n);
-  CUDA_CHECK_LAUNCH();
-
+  I.g = g;
   if (cfg.projector == "svd") {
+    grad_to_f32_kernel<<<grid_for(m * n), kThreads, 0, I.stream>>>(g, I.gf, m * n);
+    CUDA_CHECK_LAUNCH();
     // gesvdj of Gf = Gᵀ [n, m] = U'·S·V'ᵀ, so G = V'·S·U'ᵀ: A = V'[:, :r], B = U'[:, :r]ᵀ.
     CUSOLVER_CHECK(cusolverDnSgesvdj(I.solver, CUSOLVER_EIG_MODE_VECTOR, 1, int(n), int(m), I.gf, int(n), I.svd_s,
                                      I.svd_u, int(n), I.svd_v, int(m), static_cast<float*>(I.lwork), I.lwork_f, I.info,

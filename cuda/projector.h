@@ -25,7 +25,8 @@ namespace gt {
 struct ProjectorWorkspace {
   // refresh (randomized: d = the projected side's dimension, e = the other,
   // c = max(min(r + oversampling, d, e), r))
-  size_t gf = 0;     // fp32 copy of g [m, n] (non-finite -> 0)
+  size_t gf = 0;     // projector = svd: fp32 copy of g [m, n] (non-finite -> 0)
+  size_t gpanel = 0; // randomized: fp32 [d, min(e, kProjectorPanelCols)], one panel of X (non-finite -> 0)
   size_t big = 0;    // fp32 [e, c]: Ω, Z, W; then V[:, top r] [c, r]
   size_t y = 0;      // fp32 [d, c]: Y, Q
   size_t p_old = 0;  // fp32 [d, r]: previous basis, column-major (d of the sides projected)
@@ -56,6 +57,10 @@ inline ProjectorWorkspace projector_workspace_for(const GaloreConfig& cfg, const
 inline ProjectorWorkspace projector_workspace_layout(const GaloreConfig& cfg, const std::vector<ProjGeom>& geos);
 
 constexpr size_t kProjectorCublasWorkspace = size_t(32) << 20;  // cuBLAS' recommended size on Hopper
+// The randomized refresh multiplies by X (G or Gᵀ, [d, e]) one fp32 panel of
+// this many of e's columns at a time, converted from the bf16 gradient, so no
+// fp32 copy of all of G exists (172 MB at 7B; the panel is 16 MB).
+constexpr int64_t kProjectorPanelCols = 1024;
 constexpr int kProjectorNormBlocks = 256;  // fixed grid of the deterministic norm reduction
 
 // Upper bounds of cuSOLVER's lwork (elements) for the calls the refresh makes.
@@ -74,7 +79,7 @@ inline size_t projector_align(size_t b) { return (b + 255) & ~size_t(255); }
 
 inline size_t ProjectorWorkspace::refresh_bytes() const {
   size_t t = 0;
-  for (size_t b : {gf, big, y, p_old, p_new, yd, s64, eig, tau, sign, lwork, svd_s, svd_u, svd_v})
+  for (size_t b : {gf, gpanel, big, y, p_old, p_new, yd, s64, eig, tau, sign, lwork, svd_s, svd_u, svd_v})
     t += projector_align(b);
   return t;
 }
@@ -82,10 +87,10 @@ inline size_t ProjectorWorkspace::total() const {
   return projector_align(cublas) + projector_align(small) + std::max(refresh_bytes(), projector_align(reproject));
 }
 inline void ProjectorWorkspace::merge_max(const ProjectorWorkspace& o) {
-  size_t* a[] = {&gf, &big, &y, &p_old, &p_new, &yd, &s64, &eig, &tau, &sign, &small, &lwork, &svd_s, &svd_u, &svd_v,
-                 &reproject, &cublas};
-  const size_t* b[] = {&o.gf, &o.big, &o.y, &o.p_old, &o.p_new, &o.yd, &o.s64, &o.eig, &o.tau, &o.sign, &o.small,
-                       &o.lwork, &o.svd_s, &o.svd_u, &o.svd_v, &o.reproject, &o.cublas};
+  size_t* a[] = {&gf,  &gpanel, &big,   &y,     &p_old, &p_new, &yd,    &s64,       &eig,
+                 &tau, &sign,   &small, &lwork, &svd_s, &svd_u, &svd_v, &reproject, &cublas};
+  const size_t* b[] = {&o.gf,  &o.gpanel, &o.big,   &o.y,     &o.p_old, &o.p_new, &o.yd,    &o.s64,       &o.eig,
+                       &o.tau, &o.sign,   &o.small, &o.lwork, &o.svd_s, &o.svd_u, &o.svd_v, &o.reproject, &o.cublas};
   for (size_t i = 0; i < sizeof(a) / sizeof(a[0]); ++i) *a[i] = std::max(*a[i], *b[i]);
 }
 
@@ -94,7 +99,6 @@ inline ProjectorWorkspace projector_workspace_for(const GaloreConfig& cfg, const
   const int64_t m = geo.m, n = geo.n, r = geo.r;
   ProjectorWorkspace w;
   w.cublas = kProjectorCublasWorkspace;
-  w.gf = size_t(m * n) * F;
   w.sign = size_t(r) * F;
   w.small = kProjectorNormBlocks * D + 64;
   // the previous basis [d, r] of each projected side (d = m left, n right; also the svd path's signs)
@@ -102,6 +106,7 @@ inline ProjectorWorkspace projector_workspace_for(const GaloreConfig& cfg, const
   w.p_old = size_t(d_old * r) * F;
   if (cfg.projector == "svd") {
     const int64_t k = std::min(m, n);
+    w.gf = size_t(m * n) * F;
     w.svd_s = size_t(k) * F;
     w.svd_u = size_t(n * k) * F;
     w.svd_v = size_t(m * k) * F;
@@ -111,6 +116,7 @@ inline ProjectorWorkspace projector_workspace_for(const GaloreConfig& cfg, const
       if (side == 0 ? geo.side == ProjSide::Right : geo.side == ProjSide::Left) continue;
       const int64_t d = side == 0 ? m : n, e = side == 0 ? n : m;
       const int64_t c = std::max(std::min<int64_t>({r + cfg.oversampling, d, e}), r);
+      w.gpanel = std::max(w.gpanel, size_t(d * std::min(e, kProjectorPanelCols)) * F);
       w.big = std::max(w.big, size_t(e * c) * F);
       w.y = std::max(w.y, size_t(d * c) * F);
       w.p_new = std::max(w.p_new, size_t(d * r) * F);

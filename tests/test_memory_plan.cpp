@@ -20,6 +20,18 @@ TEST(MemoryPlan, Llama7bRecipeFitsA24GBCard) {
   EXPECT_EQ(memory_fit_error(config_7b({}), size_t(22.35 * double(GiB))), "");
 }
 
+TEST(MemoryPlan, Llama7bBenchmarkRunPlansAtMost20GiB) {
+  // Issue #6's 7B benchmark (rank 1024, per-layer, 16x256, recompute) must
+  // peak at <= 20 GiB on the GPU; the plan is what the arenas allocate. The
+  // gradient buffer is the optimizer's (lent), not an arena of its own.
+  const MemoryPlan plan = plan_memory(config_7b({}), Device::CUDA);
+  EXPECT_TRUE(plan.grads_lent);
+  EXPECT_EQ(plan.grads, 0u);
+  EXPECT_LE(plan.total(), 20 * GiB) << double(plan.total()) / double(GiB) << " GiB";
+  // On the CPU nothing is lent: the trainer allocates the buffer.
+  EXPECT_FALSE(plan_memory(config_7b({}), Device::CPU).grads_lent);
+}
+
 TEST(MemoryPlan, FitsPassesSilently) {
   EXPECT_EQ(memory_fit_error(load_config("configs/llama7b_paper.json"), 80 * GiB), "");
 }

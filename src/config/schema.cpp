@@ -30,7 +30,7 @@ std::vector<Row> rows() {
   return {
       KEY("model.vocab_size", model.vocab_size, "Vocabulary size (must match the tokenizer)."),
       KEY("model.hidden_size", model.hidden_size, "Width of the residual stream."),
-      KEY("model.intermediate_size", model.intermediate_size, "Width of the SwiGLU MLP."),
+      KEY("model.intermediate_size", model.intermediate_size, "Width of the SwiGLU MLP (held padded to a multiple of 8 in memory for fast GEMMs; files and exports keep this width)."),
       KEY("model.num_layers", model.num_layers, "Number of transformer blocks."),
       KEY("model.num_heads", model.num_heads, "Attention (query) heads; hidden_size / num_heads is the head dim (even)."),
       KEY("model.num_kv_heads", model.num_kv_heads, "Key/value heads for grouped-query attention; 0 = num_heads (no GQA)."),

@@ -32,6 +32,24 @@ inline size_t arena_bytes(const std::vector<BufferSpec>& specs) {
   return total;
 }
 
+// Aligned views of specs laid out from base (the arena layout), in spec order.
+inline std::vector<Tensor> carve_views(char* base, Device device, const std::vector<BufferSpec>& specs) {
+  std::vector<Tensor> views;
+  size_t off = 0;
+  for (auto& s : specs) {
+    Tensor t;
+    t.data = base + off;
+    t.dtype = s.dtype;
+    t.device = device;
+    GT_ASSERT(s.shape.size() <= 4);
+    t.ndim = int(s.shape.size());
+    for (size_t i = 0; i < s.shape.size(); ++i) t.shape[i] = s.shape[i];
+    views.push_back(t);
+    off += align_up(s.bytes());
+  }
+  return views;
+}
+
 class Arena {
  public:
   Arena() = default;
@@ -45,20 +63,7 @@ class Arena {
     backend_ = &backend;
     bytes_ = arena_bytes(specs);
     base_ = static_cast<char*>(backend.alloc(bytes_ ? bytes_ : 1));
-    std::vector<Tensor> views;
-    size_t off = 0;
-    for (auto& s : specs) {
-      Tensor t;
-      t.data = base_ + off;
-      t.dtype = s.dtype;
-      t.device = backend.device();
-      GT_ASSERT(s.shape.size() <= 4);
-      t.ndim = int(s.shape.size());
-      for (size_t i = 0; i < s.shape.size(); ++i) t.shape[i] = s.shape[i];
-      views.push_back(t);
-      off += align_up(s.bytes());
-    }
-    return views;
+    return carve_views(base_, backend.device(), specs);
   }
   size_t bytes() const { return bytes_; }
   void reset() {

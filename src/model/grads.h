@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/arena.h"
+#include "core/error.h"
 #include "model/llama.h"
 
 namespace gt {
@@ -44,8 +45,13 @@ class FullGradients final : public GradSink {
 class SharedGradBuffer final : public GradSink {
  public:
   using Consumer = std::function<void(int param, const Tensor& grad)>;
-  SharedGradBuffer(Backend& be, const std::vector<ParamInfo>& params)
-      : params_(params), buf_(arena_.allocate(be, {{"grad.shared", be.compute_dtype(), {largest_param(params)}}})[0]) {}
+  // lent: a buffer the optimizer lends (Optimizer::lent_grad_buffer), used
+  // instead of an allocation of our own when it is not empty.
+  SharedGradBuffer(Backend& be, const std::vector<ParamInfo>& params, const Tensor& lent = {})
+      : params_(params),
+        buf_(lent.data ? lent : arena_.allocate(be, {{"grad.shared", be.compute_dtype(), {largest_param(params)}}})[0]) {
+    GT_ASSERT(buf_.dtype == be.compute_dtype() && buf_.numel() >= largest_param(params));
+  }
   void set_consumer(Consumer c) { consumer_ = std::move(c); }
   Tensor grad_buffer(int p) override {
     Tensor t = buf_;

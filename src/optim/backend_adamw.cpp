@@ -41,12 +41,26 @@ Scratch scratch_sizes(const OptimizerConfig& cfg, const std::vector<ParamInfo>& 
   return s;
 }
 
-OptimShapes optim_shapes(const OptimizerConfig& cfg, const std::vector<ParamInfo>& params) {
+// The per-step GaLore buffers, used only after the step's refresh: projected
+// gradient R, Adam direction, and with stochastic rounding the fp32 P·N.
+std::vector<BufferSpec> step_scratch_specs(const OptimizerConfig& cfg, const Scratch& s, DType proj_dtype) {
+  if (!s.proj) return {};
+  std::vector<BufferSpec> specs = {{"scratch.R", DType::F32, {s.proj}}, {"scratch.dir", proj_dtype, {s.proj}}};
+  if (cfg.stochastic_rounding) specs.push_back({"scratch.full", DType::F32, {s.full}});  // else a GEMM epilogue
+  return specs;
+}
+
+OptimShapes optim_shapes(const OptimizerConfig& cfg, const std::vector<ParamInfo>& params, DType proj_dtype) {
   OptimShapes sh;
+  sh.step_scratch_bytes = arena_bytes(step_scratch_specs(cfg, scratch_sizes(cfg, params), proj_dtype));
+  sh.lend_grad_buffer = cfg.per_layer_updates;  // honoured by kernels that can (CUDA)
   for (const ParamInfo& p : params) {
     sh.max_numel = std::max(sh.max_numel, p.numel());
     ProjGeom g;
-    if (target_geom(cfg, p, &g)) sh.galore.push_back(g);
+    if (target_geom(cfg, p, &g)) {
+      sh.galore.push_back(g);
+      sh.max_galore_numel = std::max(sh.max_galore_numel, p.numel());
+    }
   }
   return sh;
 }
@@ -54,7 +68,7 @@ OptimShapes optim_shapes(const OptimizerConfig& cfg, const std::vector<ParamInfo
 }  // namespace
 
 std::vector<BufferSpec> backend_adamw_specs(const OptimizerConfig& cfg, const std::vector<ParamInfo>& params,
-                                            int n_micro, DType proj_dtype) {
+                                            int n_micro, DType proj_dtype, bool step_scratch_in_kernels) {
   if (!is_adam_family(cfg.name))
     fail("optimizer.name '{}' is not one of adamw, adamw8bit, galore_adamw, galore_adamw8bit", cfg.name);
   if (optimizer_is_galore(cfg.name)) validate_galore_config(cfg.galore);
@@ -77,10 +91,9 @@ std::vector<BufferSpec> backend_adamw_specs(const OptimizerConfig& cfg, const st
     if (n_micro > 1) specs.push_back({"accum." + p.name, DType::F32, {n}});
   }
   const Scratch s = scratch_sizes(cfg, params);
+  if (!step_scratch_in_kernels)
+    for (const BufferSpec& b : step_scratch_specs(cfg, s, proj_dtype)) specs.push_back(b);
   if (s.proj) {
-    specs.push_back({"scratch.R", DType::F32, {s.proj}});
-    specs.push_back({"scratch.dir", proj_dtype, {s.proj}});
-    if (cfg.stochastic_rounding) specs.push_back({"scratch.full", DType::F32, {s.full}});  // else a GEMM epilogue
     if (s.a) specs.push_back({"scratch.A_old", proj_dtype, {s.a}});
     if (s.b) specs.push_back({"scratch.B_old", proj_dtype, {s.b}});
   }
@@ -91,7 +104,7 @@ OptimStateBytes backend_adamw_state_bytes(const OptimizerConfig& cfg, const std:
                                           int n_micro, Device device) {
   const DType pd = device == Device::CPU ? DType::F32 : DType::BF16;
   OptimStateBytes b;
-  for (const BufferSpec& s : backend_adamw_specs(cfg, params, n_micro, pd)) {
+  for (const BufferSpec& s : backend_adamw_specs(cfg, params, n_micro, pd, step_scratch_in_kernels(device))) {
     const size_t bytes = align_up(s.bytes());
     const std::string& n = s.name;
     if (n.rfind("adam8.", 0) == 0)
@@ -105,7 +118,7 @@ OptimStateBytes backend_adamw_state_bytes(const OptimizerConfig& cfg, const std:
     else
       b.workspace += bytes;
   }
-  b.workspace += optim_kernels_workspace_bytes(device, optim_shapes(cfg, params), cfg.galore);
+  b.workspace += optim_kernels_workspace_bytes(device, optim_shapes(cfg, params, pd), cfg.galore);
   return b;
 }
 
@@ -116,8 +129,9 @@ BackendAdamW::BackendAdamW(const OptimizerConfig& cfg, const std::vector<ParamIn
       backend_(backend),
       n_micro_(n_micro),
       slots_(params.size()) {
-  const auto specs = backend_adamw_specs(cfg, params, n_micro, backend.compute_dtype());
-  k_ = make_optim_kernels(backend, optim_shapes(cfg, params), cfg.galore);
+  const bool scratch_in_kernels = step_scratch_in_kernels(backend.device());
+  const auto specs = backend_adamw_specs(cfg, params, n_micro, backend.compute_dtype(), scratch_in_kernels);
+  k_ = make_optim_kernels(backend, optim_shapes(cfg, params, backend.compute_dtype()), cfg.galore);
   GT_ASSERT(k_->proj_dtype() == backend.compute_dtype());
   const std::vector<Tensor> views = arena_.allocate(backend, specs);
   size_t i = 0;  // walks the views in spec order
@@ -141,9 +155,19 @@ BackendAdamW::BackendAdamW(const OptimizerConfig& cfg, const std::vector<ParamIn
   }
   const Scratch s = scratch_sizes(cfg, params);
   if (s.proj) {
-    R_ = views[i++];
-    dir_ = views[i++];
-    if (cfg.stochastic_rounding) full_ = views[i++];
+    // R, dir (, full): in the arena, or over the kernels' refresh workspace.
+    const auto step_specs = step_scratch_specs(cfg, s, backend.compute_dtype());
+    std::vector<Tensor> step_views;
+    if (scratch_in_kernels) {
+      GT_ASSERT(k_->step_scratch() != nullptr);
+      step_views = carve_views(k_->step_scratch(), backend.device(), step_specs);
+    } else {
+      step_views.assign(views.begin() + ptrdiff_t(i), views.begin() + ptrdiff_t(i + step_specs.size()));
+      i += step_specs.size();
+    }
+    R_ = step_views[0];
+    dir_ = step_views[1];
+    if (cfg.stochastic_rounding) full_ = step_views[2];
     if (s.a) A_old_ = views[i++];
     if (s.b) B_old_ = views[i++];
   }

@@ -25,12 +25,23 @@ namespace gt {
 // Every buffer BackendAdamW allocates (its one arena), in allocation order.
 // n_micro: micro-batches per optimizer step as the optimizer sees them (> 1
 // allocates the accumulators); proj_dtype: the device's projector dtype.
+// step_scratch_in_kernels: the per-step R/direction buffers overlay the
+// kernels' refresh workspace instead (step_scratch_in_kernels(device)).
 std::vector<BufferSpec> backend_adamw_specs(const OptimizerConfig& cfg, const std::vector<ParamInfo>& params,
-                                            int n_micro, DType proj_dtype);
+                                            int n_micro, DType proj_dtype, bool step_scratch_in_kernels = false);
 // Its bytes by kind (the memory plan), kernels' workspace included.
 OptimStateBytes backend_adamw_state_bytes(const OptimizerConfig& cfg, const std::vector<ParamInfo>& params,
                                           int n_micro, Device device);
 bool is_adam_family(const std::string& optimizer_name);
+// Whether BackendAdamW lends the trainer its per-layer gradient buffer (from
+// the kernels' transient workspace, counted in the optimizer's workspace):
+// per-layer updates on CUDA. The memory plan then has no gradient arena.
+inline bool backend_adamw_lends_grad_buffer(const OptimizerConfig& cfg, Device device) {
+  return cfg.per_layer_updates && device == Device::CUDA;
+}
+// Whether the kernels hold BackendAdamW's per-step GaLore buffers over their
+// refresh workspace (OptimKernels::step_scratch): CUDA.
+inline bool step_scratch_in_kernels(Device device) { return device == Device::CUDA; }
 
 class BackendAdamW final : public Optimizer {
  public:
@@ -43,6 +54,7 @@ class BackendAdamW final : public Optimizer {
   void save_state(SafetensorsWriter& out) const override;
   void load_state(const SafetensorsFile& in) override;
   size_t state_bytes() const override;
+  Tensor lent_grad_buffer() override { return k_->lent_grad_buffer(); }
   std::string name() const override { return cfg_.name; }
 
   // Introspection (tests): fp32 host copies of parameter index's projector and moments.

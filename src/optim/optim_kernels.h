@@ -51,6 +51,16 @@ struct GradStats {
 struct OptimShapes {
   int64_t max_numel = 0;          // largest parameter
   std::vector<ProjGeom> galore;   // every GaLore target's geometry
+  // Per-layer updates: the trainer's one gradient buffer ([max_numel], compute
+  // dtype) is lent by the kernels from their transient workspace (see
+  // lent_grad_buffer). The largest GaLore gradient sits below the regions a
+  // GaLore step uses; larger full-rank gradients overlay them.
+  bool lend_grad_buffer = false;
+  int64_t max_galore_numel = 0;   // largest GaLore target
+  // The caller's per-step GaLore buffers (projected gradient, direction, ...),
+  // used only after the step's refresh: kernels that can (CUDA) hold them over
+  // the refresh workspace (see step_scratch).
+  size_t step_scratch_bytes = 0;
 };
 
 class OptimKernels {
@@ -60,6 +70,16 @@ class OptimKernels {
   virtual DType proj_dtype() const = 0;
   // Device bytes of the implementation's own workspace (part of the memory plan).
   virtual size_t workspace_bytes() const = 0;
+  // The gradient buffer lent to the trainer when shapes.lend_grad_buffer
+  // ([max_numel] in proj_dtype, inside workspace_bytes). Empty if the
+  // implementation does not lend (CPU): the trainer then allocates its own.
+  // Valid only as on_grad's input: a step overwrites the part of it above
+  // the GaLore target's own gradient.
+  virtual Tensor lent_grad_buffer() { return {}; }
+  // shapes.step_scratch_bytes of device memory overlaying the refresh
+  // workspace: valid from the end of a refresh_projector / reproject_moments
+  // to the next one. Null if the implementation does not hold it (CPU).
+  virtual char* step_scratch() { return nullptr; }
 
   // dst = src (same dtype and numel).
   virtual void copy(const Tensor& dst, const Tensor& src) = 0;

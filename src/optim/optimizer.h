@@ -81,6 +81,10 @@ class Optimizer {
   virtual void load_state(const SafetensorsFile& in) = 0;
   // Bytes of optimizer state actually held (for the memory table).
   virtual size_t state_bytes() const = 0;
+  // Per-layer updates: device memory the optimizer lends for the trainer's one
+  // gradient buffer ([largest numel] in the compute dtype), overlaying scratch
+  // it uses only inside on_grad. Empty: the trainer allocates its own.
+  virtual Tensor lent_grad_buffer() { return {}; }
   virtual std::string name() const = 0;
 };
 

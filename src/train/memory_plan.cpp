@@ -27,7 +27,10 @@ MemoryPlan plan_memory(const Config& cfg, Device device) {
     p.num_weights += prm.hf_numel();  // the model size; the arena holds the padded shapes
   }
   p.weights = arena_bytes(wspecs);
-  if (cfg.optimizer.per_layer_updates)
+  if (cfg.optimizer.per_layer_updates && is_adam_family(cfg.optimizer.name) &&
+      backend_adamw_lends_grad_buffer(cfg.optimizer, device))
+    p.grads_lent = true;  // inside the optimizer's workspace (BackendAdamW lends it)
+  else if (cfg.optimizer.per_layer_updates)
     p.grads = arena_bytes({{"grad.shared", p.dtype, {largest_param(params)}}});
   else
     p.grads = arena_bytes(full_grad_specs(params, p.dtype));
@@ -51,7 +54,7 @@ std::string format_memory_table(const MemoryPlan& p, double device_gib) {
   o << fmt::format("| {:<34} | {:>10} |\n|{:-<36}|{:->12}|\n", "arena", "GiB", "", "");
   auto row = [&](const std::string& name, size_t b) { o << fmt::format("| {:<34} | {:>10.3f} |\n", name, gib(b)); };
   row("weights", p.weights);
-  row("gradients", p.grads);
+  row(p.grads_lent ? "gradients (in optimizer workspace)" : "gradients", p.grads);
   row("optimizer: 8-bit codes", p.optim.codes);
   row("optimizer: absmax", p.optim.absmax);
   row("optimizer: fp32 states", p.optim.fp32_states);

@@ -19,6 +19,7 @@ struct MemoryPlan {
   int64_t num_weights;
   size_t weights = 0;
   size_t grads = 0;        // full gradient arena, or the one reused buffer (per-layer updates)
+  bool grads_lent = false; // per-layer on CUDA: the buffer is in the optimizer's workspace (grads == 0)
   OptimStateBytes optim;
   size_t activations = 0;  // activation arena, logits workspace included
   size_t backend = 0;      // the CUDA backend's own buffers (op scratch, staging, cuBLASLt workspace)

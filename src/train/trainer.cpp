@@ -95,7 +95,7 @@ Trainer::Trainer(const Config& cfg, const TrainOptions& opts) : cfg_(cfg), opts_
   const int optim_micro = cfg_.optimizer.per_layer_updates ? cfg_.grad_accum_steps() : 1;
   optimizer_ = make_train_optimizer(cfg_.optimizer, params_, *backend_, optim_micro);
   if (cfg_.optimizer.per_layer_updates) {
-    shared_grad_ = std::make_unique<SharedGradBuffer>(*backend_, params_);
+    shared_grad_ = std::make_unique<SharedGradBuffer>(*backend_, params_, optimizer_->lent_grad_buffer());
     shared_grad_->set_consumer([this](int p, const Tensor& g) {
       optimizer_->on_grad(p, model_->weight(p), g, current_);
     });

@@ -103,7 +103,7 @@ inline void expect_close(const std::string& what, const std::vector<float>& out,
 }
 template <typename T>
 inline bool bitwise_equal(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
 }
 
 #ifdef GALORE_WITH_CUDA

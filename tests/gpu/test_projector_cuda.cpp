@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 
 #include <Eigen/Dense>
@@ -156,6 +157,27 @@ TEST_F(ProjectorCuda, ColdMatchesCpu) {
       compare(std::string("cold ") + type + " q=" + std::to_string(q), geo, gpu_refresh(cfg, geo, G, 77, nullptr),
               cpu_refresh(cfg, geo, G, 77, nullptr), 2e-2);
     }
+}
+
+TEST_F(ProjectorCuda, WideOtherSideGoesThroughPanels) {
+  // e (the side not projected) > kProjectorPanelCols: X·B and Xᵀ·Q run panel
+  // by panel from the bf16 gradient, the last panel partial; a non-finite
+  // element in the last panel still reads as 0. Cold and warm, both sides.
+  const int64_t e = 2 * kProjectorPanelCols + 300, d = 40, r = 8;
+  for (const char* type : {"left", "right"}) {
+    const bool left = std::string(type) == "left";
+    const int64_t m = left ? d : e, n = left ? e : d;
+    auto G = synthetic(m, n, 0.7, 11);
+    G[size_t(left ? (m - 1) * n + n - 2 : (m - 2) * n + 3)] = std::numeric_limits<float>::infinity();
+    const GaloreConfig cfg = randomized_cfg(8, 1);
+    const ProjGeom geo = make_proj_geom(type, m, n, int(r));
+    const Proj cold_cpu = cpu_refresh(cfg, geo, G, 21, nullptr);
+    compare(std::string("panels cold ") + type, geo, gpu_refresh(cfg, geo, G, 21, nullptr), cold_cpu, 2e-2);
+    Proj old = cold_cpu;
+    for (auto* v : {&old.A, &old.B}) *v = round_bf16(*v);
+    compare(std::string("panels warm ") + type, geo, gpu_refresh(cfg, geo, G, 22, &old),
+            cpu_refresh(cfg, geo, G, 22, &old), 2e-2);
+  }
 }
 
 TEST_F(ProjectorCuda, WarmMatchesCpu) {

@@ -7,6 +7,7 @@
 // with NaN before each block, to catch reads of unwritten shared memory.
 #pragma once
 #include "cuda/cuda_check.h"
+#include <algorithm>
 #include <barrier>
 #include <thread>
 #include <vector>
@@ -98,7 +99,11 @@ inline EmuPool& emu_pool() {
 inline void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()>& f) {
   ++emu_launches;
   const int nt = int(block.x * block.y * block.z);
-  if (nt % 32 != 0) { std::fprintf(stderr, "emu: block of %d threads\n", nt); std::abort(); }
+  if (nt < 1 || nt > 1024) { std::fprintf(stderr, "emu: block of %d threads\n", nt); std::abort(); }
+  // A block whose size is not a multiple of 32 (e.g. <<<1, 1>>>) ends with a
+  // partial warp: its barrier counts only the threads it has (a shuffle there
+  // reads the absent lanes' stale slots; on a GPU that is undefined too).
+  const int nwarps = (nt + 31) / 32;
   std::vector<float> dyn(smem / 4 + 8);
   for (unsigned bz = 0; bz < grid.z; ++bz)
     for (unsigned by = 0; by < grid.y; ++by)
@@ -106,8 +111,9 @@ inline void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<v
         std::fill(dyn.begin(), dyn.end(), NAN);
         emu_dyn_smem = dyn.data();
         std::barrier<> bar(nt);
-        std::vector<EmuWarp> warps(nt / 32);
-        for (auto& w : warps) w.bar = std::make_unique<std::barrier<>>(32);
+        std::vector<EmuWarp> warps(static_cast<size_t>(nwarps));
+        for (int w = 0; w < nwarps; ++w)
+          warps[size_t(w)].bar = std::make_unique<std::barrier<>>(std::min(32, nt - 32 * w));
         const std::function<void(int)> thread_body = [&](int t) {
           emu.tid = dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
           emu.bid = dim3(bx, by, bz);

@@ -16,7 +16,7 @@ OUT=${OUT:-$ROOT/build-emu}
 mkdir -p "$OUT/obj"
 cd "$OUT"
 # matmul.cu (cuBLASLt) and projector.cu (cuBLAS + cuSOLVER) cannot run here;
-# the kernel tests need neither (run_train.sh uses emu_projector.cpp).
+# the kernel tests need neither (run_train.sh and run_projector.sh run projector.cu).
 rm -f projector_emu.cpp obj/projector_emu.o
 python3 "$HERE/gen.py" $(ls "$ROOT"/cuda/*.cu | grep -v -e '/matmul.cu$' -e '/projector.cu$') \
   "$ROOT/src/backend/cuda_backend.cu" "$ROOT/src/backend/device_plan.cu" >/dev/null

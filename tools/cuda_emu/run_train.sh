@@ -3,8 +3,8 @@
 # model: Trainer -> LlamaModel on CudaBackend (src/backend/cuda_backend.cu and
 # the cuda/*.cu kernels, rewritten by gen.py) -> BackendAdamW ->
 # CudaOptimKernels (src/backend/cuda_optim_kernels.cu, cuda/galore_adam8bit.cu),
-# with emu_gemm.cpp for cuBLASLt and emu_projector.cpp (the CPU reference) for
-# the cuBLAS/cuSOLVER projector refresh. The test driver is emu_train_test.cpp:
+# with emu_gemm.cpp for cuBLASLt and emu_blas_solver.cpp (host BLAS/LAPACK) for
+# the projector refresh's cuBLAS/cuSOLVER calls (the real cuda/projector.cu). The test driver is emu_train_test.cpp:
 # a micro LLaMA trained a few steps on synthetic tokens on the emulated GPU and
 # on the CPU backend, compared step by step (see its header).
 #
@@ -22,11 +22,11 @@ SAN=${SAN-address,undefined}
 mkdir -p "$OUT/obj" "$OUT/gen"
 cd "$OUT"
 
-# The kernels and the CUDA host code, rewritten for the emulator. projector.cu
-# (cuBLAS + cuSOLVER) is replaced by emu_projector.cpp, matmul.cu (cuBLASLt) by
-# emu_gemm.cpp. gen.py writes NAME_emu.cpp into the current directory; only
+# The kernels and the CUDA host code, rewritten for the emulator. matmul.cu
+# (cuBLASLt) is replaced by emu_gemm.cpp; projector.cu's cuBLAS/cuSOLVER calls
+# go to emu_blas_solver.cpp. gen.py writes NAME_emu.cpp into the current directory; only
 # replace a generated file when its text changed (keeps objects up to date).
-CU=$(ls "$ROOT"/cuda/*.cu | grep -v -e '/matmul.cu$' -e '/projector.cu$')
+CU=$(ls "$ROOT"/cuda/*.cu | grep -v -e '/matmul.cu$')
 CU="$CU $ROOT/src/backend/cuda_backend.cu $ROOT/src/backend/cuda_optim_kernels.cu $ROOT/src/backend/device_plan.cu"
 (cd gen && python3 "$HERE/gen.py" $CU >/dev/null)
 for f in gen/*_emu.cpp; do
@@ -40,7 +40,7 @@ FLAGS="-std=c++20 -O1 -g $SANFLAGS -fopenmp -Wno-stringop-overflow -I$HERE -I$RO
   -DGALORE_VERSION=\"emu\" -DGALORE_SOURCE_DIR=\"$ROOT\" -DFMT_SHARED -DSPDLOG_COMPILED_LIB
   -DSPDLOG_FMT_EXTERNAL -DSPDLOG_SHARED_LIB -include $HERE/emu_runtime.h"
 HOST=$(ls "$ROOT"/src/{core,config,model,backend,optim,data,train,checkpoint}/*.cpp "$ROOT"/cuda/*_cpu.cpp)
-SRCS="$(ls "$OUT"/*_emu.cpp) $HERE/emu_gemm.cpp $HERE/emu_projector.cpp $HOST $HERE/emu_train_test.cpp
+SRCS="$(ls "$OUT"/*_emu.cpp) $HERE/emu_gemm.cpp $HERE/emu_blas_solver.cpp $HOST $HERE/emu_train_test.cpp
   $ROOT/tests/gpu/test_optim_kernels.cpp"
 
 # Up to date: the object exists and is newer than its source and every header it included.
@@ -67,6 +67,6 @@ for s in $SRCS; do
 done
 for p in "${pids[@]}"; do wait "$p"; done
 g++ $SANFLAGS -fopenmp "${objs[@]}" -o emu_train_test -lgtest -lgtest_main -lspdlog -lfmt -lpthread -lz \
-  $(pkg-config --libs sentencepiece lapacke openblas) -L/usr/local/cuda/lib64 -lcudart
+  $(pkg-config --libs sentencepiece lapacke openblas) -llapack -lblas -L/usr/local/cuda/lib64 -lcudart
 cd "$ROOT"  # the test reads configs/tiny.json
 exec "$OUT/emu_train_test" "$@"

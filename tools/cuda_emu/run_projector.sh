@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Runs the real GPU projector refresh (cuda/projector.cu: randomized range
+# finder, Householder QR, CholeskyQR2, Rayleigh-Ritz, gesvdj, moment
+# reprojection) on the CPU emulator, against its GPU tests
+# (tests/gpu/test_projector_cuda.cpp, which compare with the CPU reference
+# src/optim/projector.cpp). projector.cu is rewritten by gen.py (its kernels run
+# as emulated launches, emu_prelude.h); its cuBLAS and cuSOLVER calls go to
+# emu_blas_solver.cpp (host BLAS / LAPACK behind the same C signatures, with
+# cuBLAS's argument rules, device-extent and lwork checks).
+#
+# Builds into build-emu-proj/ (OUT=... to change) with -O1 and, by default,
+# AddressSanitizer + UBSan (SAN= for none). Incremental like run_train.sh.
+# Usage: tools/cuda_emu/run_projector.sh [gtest args, e.g. --gtest_filter=ProjectorCuda.Cold*]
+# GT_TEST_VERBOSE=1 prints each comparison's angle / orthonormality / column agreement.
+# Not part of CI; a developer tool for sessions without a GPU.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+OUT=${OUT:-$ROOT/build-emu-proj}
+SAN=${SAN-address,undefined}
+JOBS=${JOBS:-2}
+mkdir -p "$OUT/obj" "$OUT/gen"
+cd "$OUT"
+
+# gen.py writes NAME_emu.cpp into the current directory; only replace the
+# generated file when its text changed (keeps its object up to date).
+(cd gen && python3 "$HERE/gen.py" "$ROOT/cuda/projector.cu" >/dev/null)
+# Region checks (emu_blas_solver.h): register the workspace regions at the
+# start of refresh() and in reproject_moments(), in the generated file only.
+hook() {  # hook ANCHOR_REGEX TEXT: insert TEXT after the one line matching ANCHOR_REGEX
+  [ "$(grep -c -- "$1" gen/projector_emu.cpp)" = 1 ] ||
+    { echo "run_projector.sh: anchor '$1' not found once in projector.cu; update the hook" >&2; exit 1; }
+  sed -i "/$1/a\\$2" gen/projector_emu.cpp
+}
+sed -i 's|^#include "emu_helpers.h".*$|&\n#include "emu_blas_solver.h"|' gen/projector_emu.cpp
+hook '^  const bool left = geo.side != ProjSide::Right, right = geo.side != ProjSide::Left;$' \
+  '  emu_projector_regions(I);'
+hook '^  float\* tmp = take(size_t(rows \* cols) \* sizeof(float));' \
+  '  emu_reproject_regions(a_old, a_new, na, b_old, b_new, nb, M, M2, r * r, tmp, rows * cols);'
+for f in gen/*_emu.cpp; do
+  if ! cmp -s "$f" "$(basename "$f")"; then cp "$f" .; fi
+done
+
+SANFLAGS=""
+[ -n "$SAN" ] && SANFLAGS="-fsanitize=$SAN -fno-omit-frame-pointer"
+FLAGS="-std=c++20 -O1 -g $SANFLAGS -fopenmp -Wno-stringop-overflow -I$HERE -I$ROOT -I$ROOT/src
+  -I/usr/local/cuda/include $(pkg-config --cflags eigen3 lapacke) -DGALORE_WITH_CUDA=1
+  -DFMT_SHARED -DSPDLOG_COMPILED_LIB -DSPDLOG_FMT_EXTERNAL -DSPDLOG_SHARED_LIB -include $HERE/emu_runtime.h"
+SRCS="$OUT/projector_emu.cpp $HERE/emu_blas_solver.cpp $ROOT/src/optim/projector.cpp
+  $ROOT/tests/gpu/test_projector_cuda.cpp $HERE/emu_projector_extra_test.cpp"
+
+# Up to date: the object exists and is newer than its source and every header it included.
+fresh() {
+  local o=$1 s=$2 d=${1%.o}.d
+  [ -f "$o" ] && [ -f "$d" ] || return 1
+  [ "$s" -nt "$o" ] && return 1
+  for h in $(sed -e 's/^[^:]*://' -e 's/\\$//' "$d"); do
+    [ "$h" -nt "$o" ] && return 1
+  done
+  return 0
+}
+pids=()
+objs=()
+for s in $SRCS; do
+  rel=${s#"$ROOT"/}
+  o=obj/$(echo "${rel%.cpp}" | tr '/' '_').o
+  objs+=("$o")
+  if ! fresh "$o" "$s"; then
+    g++ $FLAGS -MMD -c "$s" -o "$o" &
+    pids+=($!)
+    if [ ${#pids[@]} -ge "$JOBS" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+  fi
+done
+for p in "${pids[@]}"; do wait "$p"; done
+# -llapack -lblas: the system's Fortran LAPACK / BLAS for the emulated
+# cuBLAS / cuSOLVER (emu_blas_solver.cpp); lapacke for the CPU reference.
+g++ $SANFLAGS -fopenmp "${objs[@]}" -o emu_projector_test -lgtest -lgtest_main -lspdlog -lfmt -lpthread \
+  $(pkg-config --libs lapacke) -llapack -lblas -L/usr/local/cuda/lib64 -lcudart
+# One BLAS thread: deterministic sums (RunsAreBitIdentical) and the 2-core budget.
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+cd "$ROOT"
+exec "$OUT/emu_projector_test" "$@"
