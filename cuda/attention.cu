@@ -1,7 +1,34 @@
 // Causal grouped-query attention on the GPU, flash-style (no T x T buffer):
-// bf16 tensors, fp32 math in shared memory and registers. CPU reference:
-// cuda/attention_cpu.cpp. Query head h reads kv head h / (NH/NKV).
+// bf16 tensors. CPU reference: cuda/attention_cpu.cpp. Query head h reads kv
+// head h / (NH/NKV). Two implementations, chosen at run time
+// (attention_cuda_simt(), GALORE_ATTENTION_SIMT=1 for the fallback):
 //
+// TENSOR CORES (default; "_tc_" kernels, bottom half of the file): WMMA
+// 16x16x16, bf16 operands, fp32 accumulation; 128 threads = 4 warps, warp w
+// owns 16 rows of the block's tile. Row-wise work never touches accumulator
+// registers (their layout is unspecified): S/dP tiles are stored as fp32 to
+// per-warp shared memory, lane l does row l/2, half l%2 of the columns
+// (mask, online softmax, exp, dS) with SIMT code, and writes P/dS as bf16,
+// which are loaded back as matrix_a fragments.
+//   forward   grid (ceil(T/64), NH, B): 64 queries per block, steps of 32
+//             keys 0..diagonal; Q fragments and O [16][D] per warp stay in
+//             registers; O is rescaled through the per-warp fp32 tile only
+//             when some row's max moved.
+//   dq        grid (ceil(T/64), NH, B): 64 queries, steps of 32 keys; dQ in
+//             accumulator fragments.
+//   dk/dv     grid (ceil(T/64), NKV, B): 64 keys (16 per warp), steps of 32
+//             queries from the diagonal to T, for each query head of the
+//             group in order; Sᵀ = K Qᵀ and dPᵀ = V dOᵀ are computed directly
+//             transposed, so Pᵀ, dSᵀ are a warp's own rows; dK, dV in
+//             accumulator fragments.
+//   Shared memory (bytes) per D = 16/32/64/96/128:
+//     forward 17408/19456/23552/27648/31744, dq 33280/39424/51712/64000/76288,
+//     dk/dv 38144/44288/56576/68864/81152 (sm_89 allows 99 KB).
+//   Deterministic: every output tile has one owner warp whose mma sequence
+//   (loop orders) is fixed; no atomics.
+//   Needs sm_80+ kernels and 16-byte aligned tensors, else SIMT runs.
+//
+// SIMT FALLBACK (the original kernels, fp32 math):
 // Tiles: BQ = 32 queries x BK = 32 keys, 128 threads = 4 warps; warp w owns
 // the 8 tile rows 8w..8w+7 and, when it computes scores, lane j owns key j of
 // the tile. Every score row therefore lives in one warp, so row max/sum are
@@ -10,7 +37,7 @@
 //   forward   grid (T/BQ, NH, B): a query tile walks the key tiles 0..diagonal
 //             with an online softmax (running max m, sum l, rescaled
 //             accumulator), then writes out = acc / l and lse = m + log(l).
-//   backward  Dvec[b,h,t] = sum_d dout*out first; then
+//   backward  Dvec[b,h,t] = sum_d dout*out first (both paths); then
 //             dk/dv: grid (T/BK, NKV, B). A key tile keeps dK, dV in registers
 //               and walks, in a fixed order, the query heads of its group and
 //               the query tiles from the diagonal down, recomputing
@@ -19,14 +46,21 @@
 //               recomputing dS, dq += dS K.
 //             Every output element has one owner thread that sums in a fixed
 //             order: no atomics, bit-reproducible. (The price: S and dP are
-//             computed twice in the backward, 7 tile products instead of 5.)
+//             computed twice in the backward, 7 tile products instead of 5;
+//             the same holds for the tensor-core path.)
 //
 // Shared memory per block for D = 128: forward 53 KB, dk/dv 73 KB, dq 69 KB
 // (above the 48 KB default, so the launchers raise the limit; sm_89 allows
 // 99 KB, sm_90 227 KB).
 #include "cuda/cuda_check.h"  // first: see the note there
 
+#include <mma.h>
+
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
 
 #include "cuda/attention.h"
 
@@ -392,6 +426,420 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// ================================================================ tensor-core path
+// WMMA 16x16x16, bf16 operands, fp32 accumulators. Nothing depends on the
+// accumulator's register layout: every row-wise step (mask, softmax, rescale,
+// dS) goes through per-warp fp32 tiles in shared memory, done by SIMT code
+// where lane l owns row l/2 and one half of its columns.
+namespace wmma = nvcuda::wmma;
+using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major>;
+using FragBRow = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major>;  // B[k][n] = p[k*ld + n]
+using FragBCol = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major>;  // B[k][n] = p[n*ld + k]: Xᵀ of a row-major X
+using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+
+// bf16 WMMA needs sm_80+. A build for an older architecture (or its PTX,
+// JIT-compiled for a newer card) gets kernels that trap; the launchers never
+// run them there: tc_compiled() sees the kernels' PTX version and picks SIMT.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#define GT_ATTENTION_TC_BODY 0
+#else
+#define GT_ATTENTION_TC_BODY 1
+#endif
+
+constexpr int kTcThreads = 128;  // 4 warps; warp w owns the 16 tile rows 16w..16w+15
+constexpr int TQ = 64;           // forward / dq: queries per block (4 warps x 16)
+constexpr int TK = 32;           // forward / dq: keys per step
+constexpr int UK = 64;           // dk/dv: keys per block (4 warps x 16)
+constexpr int UQ = 32;           // dk/dv: queries per step
+constexpr int SL = 36;           // row stride (floats) of a warp's fp32 score tile [16][32]
+constexpr int PL = 40;           // row stride (bf16) of a warp's bf16 P / dS tile [16][32]
+static_assert(TK == 32 && UQ == 32, "row work: lane l owns row l/2, columns 16*(l%2)..+15");
+static_assert(TQ % TK == 0 && UK % UQ == 0, "the causal diagonal falls on step boundaries");
+
+template <int D>
+struct TcGeom {
+  static_assert(D % 16 == 0 && D <= 128, "head dim");
+  static constexpr int LD = D + 8;  // bf16 row stride of Q/K/V/dO tiles: 16-byte pad against bank conflicts
+  static constexpr size_t tile(int rows) { return size_t(rows) * LD * sizeof(bf16); }
+  static constexpr size_t S4 = 4 * 16 * SL * sizeof(float);  // 4 warps' fp32 [16][SL]
+  static constexpr size_t P4 = 4 * 16 * PL * sizeof(bf16);   // 4 warps' bf16 [16][PL]
+  // K,V [TK][LD] each (before the loop they hold the Q tile [TQ][LD]), S, P
+  static constexpr size_t fwd_smem = 2 * tile(TK) + S4 + P4;
+  // Q, dO [TQ][LD], K, V [TK][LD], S, dP, dS, L, Dvec [TQ]
+  static constexpr size_t dq_smem = 2 * tile(TQ) + 2 * tile(TK) + 2 * S4 + P4 + 2 * TQ * sizeof(float);
+  // K, V [UK][LD], Q, dO [UQ][LD], Sᵀ, dPᵀ, Pᵀ, dSᵀ, L, Dvec [UQ]
+  static constexpr size_t dkdv_smem = 2 * tile(UK) + 2 * tile(UQ) + 2 * S4 + 2 * P4 + 2 * UQ * sizeof(float);
+  static_assert(2 * tile(TK) == tile(TQ), "the forward stages Q in the K,V space");
+  // Every region starts 32-byte aligned (WMMA pointers must be 256-bit aligned).
+  static_assert(tile(TK) % 32 == 0 && S4 % 32 == 0 && P4 % 32 == 0, "32-byte aligned regions");
+};
+
+// dst[r*(D+8) + d] = src[(t0 + r) * row_stride + d] for the ROWS tile rows r
+// (bf16, 16-byte copies), zero where t0 + r >= T. src points at position 0 of
+// one head and is 16-byte aligned (checked by the launcher), D % 8 == 0.
+template <int D, int ROWS>
+__device__ __forceinline__ void tc_load_tile(bf16* dst, const bf16* src, int64_t row_stride, int t0, int T) {
+  constexpr int LD = D + 8, CH = D / 8;  // 16-byte chunks per row
+  for (int e = threadIdx.x; e < ROWS * CH; e += kTcThreads) {
+    const int r = e / CH, c = (e % CH) * 8;
+    const int t = t0 + r;
+    uint4 val = make_uint4(0u, 0u, 0u, 0u);
+    if (t < T) val = *reinterpret_cast<const uint4*>(src + int64_t(t) * row_stride + c);
+    *reinterpret_cast<uint4*>(dst + r * LD + c) = val;
+  }
+}
+
+// Writes the warp's 16 x D accumulator tiles acc[n] (rows row0 + r, columns
+// 16n..16n+15) as bf16 to dst + row * row_stride, for rows < T, through the
+// warp's fp32 staging tile stage [16][SL]. dst is 16-byte aligned.
+template <int D>
+__device__ __forceinline__ void tc_store_rows(bf16* dst, int64_t row_stride, const FragC* acc, float* stage,
+                                              int row0, int T, float mul, int lane) {
+  const int r = lane >> 1, c0 = (lane & 1) * 8;  // lane: row r, 8 columns
+#pragma unroll
+  for (int n = 0; n < D / 16; ++n) {
+    __syncwarp();  // the staging tile is no longer read
+    wmma::store_matrix_sync(stage, acc[n], SL, wmma::mem_row_major);
+    __syncwarp();
+    if (row0 + r < T) {
+      float f[8];
+#pragma unroll
+      for (int c = 0; c < 8; ++c) f[c] = stage[r * SL + c0 + c] * mul;
+      store_bf16x8(dst + int64_t(row0 + r) * row_stride + 16 * n + c0, f);
+    }
+  }
+}
+
+// C [16][N] (fp32, row stride SL, in the warp's tile) = A Bᵀ, with A the
+// warp's 16 rows [16][D] and B [N][D] (bf16 tiles, row stride D+8).
+template <int D, int N>
+__device__ __forceinline__ void tc_tile_abt(float* C, const bf16* A, const bf16* B) {
+  constexpr int LD = TcGeom<D>::LD;
+  FragC acc[N / 16];
+#pragma unroll
+  for (int n = 0; n < N / 16; ++n) wmma::fill_fragment(acc[n], 0.0f);
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    FragA a;
+    wmma::load_matrix_sync(a, A + kk * 16, LD);
+#pragma unroll
+    for (int n = 0; n < N / 16; ++n) {
+      FragBCol bt;
+      wmma::load_matrix_sync(bt, B + n * 16 * LD + kk * 16, LD);
+      wmma::mma_sync(acc[n], a, bt, acc[n]);
+    }
+  }
+#pragma unroll
+  for (int n = 0; n < N / 16; ++n) wmma::store_matrix_sync(C + n * 16, acc[n], SL, wmma::mem_row_major);
+}
+
+// acc[n] (the warp's [16][D] accumulators, dims 16n..16n+15) += A B, with A
+// [16][K] (bf16, row stride PL, the warp's P/dS tile) and B [K][D] (bf16, row
+// stride D+8); k in order.
+template <int D, int K>
+__device__ __forceinline__ void tc_acc_ab(FragC* acc, const bf16* A, const bf16* B) {
+  constexpr int LD = TcGeom<D>::LD;
+  FragA a[K / 16];
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) wmma::load_matrix_sync(a[kk], A + kk * 16, PL);
+#pragma unroll
+  for (int n = 0; n < D / 16; ++n)
+#pragma unroll
+    for (int kk = 0; kk < K / 16; ++kk) {
+      FragBRow bf;
+      wmma::load_matrix_sync(bf, B + kk * 16 * LD + n * 16, LD);
+      wmma::mma_sync(acc[n], a[kk], bf, acc[n]);
+    }
+}
+
+// ---------------------------------------------------------------- TC forward
+// out[B,T,NH,D], lse[B,NH,T]; q[B,T,NH,D], k/v[B,T,NKV,D]; grid (ceil(T/TQ), NH, B).
+// Warp w keeps its 16 query rows' Q fragments and the output accumulator O
+// [16][D] in registers; per key step of TK=32 keys it computes S = Q Kᵀ,
+// stores it to its fp32 tile, does the online softmax there (running max m,
+// sum l per row, held by the row's two lanes), writes P (bf16), rescales O
+// through the staging tile when some row's max moved, then O += P V.
+template <int D>
+__global__ void __launch_bounds__(kTcThreads)
+    attention_forward_tc_kernel(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int T, int NH,
+                                int NKV, float scale) {
+#if !GT_ATTENTION_TC_BODY
+  __trap();
+#else
+  constexpr int LD = TcGeom<D>::LD, ND = D / 16;
+  extern __shared__ float4 smem4[];
+  bf16* Ks = reinterpret_cast<bf16*>(smem4);               // [TK][LD]; before the loop, with Vs: Q [TQ][LD]
+  bf16* Vs = Ks + TK * LD;                                 // [TK][LD]
+  float* Sw = reinterpret_cast<float*>(Vs + TK * LD);      // this warp's S / staging tile [16][SL] (set below)
+  bf16* Pw = reinterpret_cast<bf16*>(Sw + 4 * 16 * SL);    // this warp's P [16][PL] (set below)
+  const int qt = gridDim.x - 1 - blockIdx.x;               // longest (last) query tiles first
+  const int h = blockIdx.y, b = blockIdx.z, kvh = h / (NH / NKV);
+  const int q0 = qt * TQ;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  Sw += warp * 16 * SL;
+  Pw += warp * 16 * PL;
+  const int r = lane >> 1, c0 = (lane & 1) * 16;  // row work: lane owns row r, columns c0..c0+15
+  const int row0 = q0 + warp * 16, i = row0 + r;  // the warp's first query, this lane's query
+  const bf16* kb = k + (int64_t(b) * T * NKV + kvh) * D;  // position 0 of the kv head
+  const bf16* vb = v + (int64_t(b) * T * NKV + kvh) * D;
+
+  tc_load_tile<D, TQ>(Ks, q + (int64_t(b) * T * NH + h) * D, int64_t(NH) * D, q0, T);
+  __syncthreads();
+  FragA qf[ND];  // Q rows row0..row0+15, dims 16kk..16kk+15
+#pragma unroll
+  for (int kk = 0; kk < ND; ++kk) wmma::load_matrix_sync(qf[kk], Ks + warp * 16 * LD + kk * 16, LD);
+  FragC of[ND];  // O rows row0..row0+15, dims 16n..16n+15 (unnormalized)
+#pragma unroll
+  for (int n = 0; n < ND; ++n) wmma::fill_fragment(of[n], 0.0f);
+  float m = -INFINITY, l = 0.0f;  // row i's running max and sum (same in both lanes of the row)
+
+  const int kend = min(T, q0 + TQ);  // keys [0, kend) can be seen by this tile
+  for (int k0 = 0; k0 < kend; k0 += TK) {
+    __syncthreads();  // Q fragments / the previous K,V are no longer read
+    tc_load_tile<D, TK>(Ks, kb, int64_t(NKV) * D, k0, T);
+    tc_load_tile<D, TK>(Vs, vb, int64_t(NKV) * D, k0, T);
+    __syncthreads();
+    if (k0 > row0 + 15) continue;  // every key after every query of this warp (warp-uniform)
+
+    // S = Q Kᵀ [16][TK]
+    FragC sf[TK / 16];
+#pragma unroll
+    for (int n = 0; n < TK / 16; ++n) wmma::fill_fragment(sf[n], 0.0f);
+#pragma unroll
+    for (int kk = 0; kk < ND; ++kk)
+#pragma unroll
+      for (int n = 0; n < TK / 16; ++n) {
+        FragBCol kf;
+        wmma::load_matrix_sync(kf, Ks + n * 16 * LD + kk * 16, LD);
+        wmma::mma_sync(sf[n], qf[kk], kf, sf[n]);
+      }
+#pragma unroll
+    for (int n = 0; n < TK / 16; ++n) wmma::store_matrix_sync(Sw + n * 16, sf[n], SL, wmma::mem_row_major);
+    __syncwarp();
+
+    // Online softmax of row i over keys k0 + c0 .. k0 + c0 + 15 (causal mask;
+    // rows i >= T are padding: finite, never written).
+    float s[16], mx = -INFINITY;
+#pragma unroll
+    for (int c = 0; c < 16; ++c) {
+      const int j = k0 + c0 + c;
+      s[c] = j <= i ? Sw[r * SL + c0 + c] * scale : -INFINITY;
+      mx = fmaxf(mx, s[c]);
+    }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    const float mn = fmaxf(m, mx);  // finite from the first step on (key 0 <= i)
+    const float corr = mn == -INFINITY ? 1.0f : expf(m - mn);
+    float ps = 0.0f;
+#pragma unroll
+    for (int c = 0; c < 16; ++c) {
+      const float p = s[c] == -INFINITY ? 0.0f : expf(s[c] - mn);
+      ps += p;
+      Pw[r * PL + c0 + c] = from_f32<bf16>(p);
+    }
+    ps += __shfl_xor_sync(0xffffffffu, ps, 1);
+    l = l * corr + ps;
+    m = mn;
+
+    // O rows *= corr, through the staging tile (Sw), when some row's max moved.
+    if (warp_max(corr != 1.0f ? 1.0f : 0.0f) != 0.0f) {
+#pragma unroll
+      for (int n = 0; n < ND; ++n) {
+        __syncwarp();  // Sw is no longer read
+        wmma::store_matrix_sync(Sw, of[n], SL, wmma::mem_row_major);
+        __syncwarp();
+#pragma unroll
+        for (int c = 0; c < 8; ++c) Sw[r * SL + (lane & 1) * 8 + c] *= corr;
+        __syncwarp();
+        wmma::load_matrix_sync(of[n], Sw, SL, wmma::mem_row_major);
+      }
+    }
+    __syncwarp();  // P is written by all lanes
+
+    // O += P V: P [16][TK] (bf16), V [TK][D]
+    tc_acc_ab<D, TK>(of, Pw, Vs);
+  }
+
+  // out = O / l (bf16), lse = m + log(l)
+  tc_store_rows<D>(out + (int64_t(b) * T * NH + h) * D, int64_t(NH) * D, of, Sw, row0, T, 1.0f / l, lane);
+  if (i < T && (lane & 1) == 0) lse[(int64_t(b) * NH + h) * T + i] = m + logf(l);
+#endif  // GT_ATTENTION_TC_BODY
+}
+
+// ---------------------------------------------------------------- TC backward
+// dq[B,T,NH,D]; grid (ceil(T/TQ), NH, B). Warp w owns query rows 16w..16w+15
+// of the block's tile and their dQ [16][D] in accumulator fragments; per key
+// step (keys 0..diagonal, in order) it computes S = Q Kᵀ and dP = dO Vᵀ into its
+// fp32 tiles, dS = P (dP - Dvec) scale (bf16) with P = exp(S scale - lse), and
+// dQ += dS K. Fixed order, one owner per output: deterministic.
+template <int D>
+__global__ void __launch_bounds__(kTcThreads)
+    attention_backward_dq_tc_kernel(bf16* dq, const bf16* dout, const bf16* q, const bf16* k, const bf16* v,
+                                    const float* lse, const float* Dvec, int T, int NH, int NKV, float scale) {
+#if !GT_ATTENTION_TC_BODY
+  __trap();
+#else
+  constexpr int LD = TcGeom<D>::LD, ND = D / 16;
+  extern __shared__ float4 smem4[];
+  bf16* Qs = reinterpret_cast<bf16*>(smem4);                  // [TQ][LD]
+  bf16* dOs = Qs + TQ * LD;                                   // [TQ][LD]
+  bf16* Ks = dOs + TQ * LD;                                   // [TK][LD]
+  bf16* Vs = Ks + TK * LD;                                    // [TK][LD]
+  float* Sall = reinterpret_cast<float*>(Vs + TK * LD);       // [4 warps][16][SL]
+  float* dPall = Sall + 4 * 16 * SL;                          // [4 warps][16][SL]
+  bf16* dSall = reinterpret_cast<bf16*>(dPall + 4 * 16 * SL);  // [4 warps][16][PL]
+  float* Ls = reinterpret_cast<float*>(dSall + 4 * 16 * PL);  // [TQ]
+  float* Ds = Ls + TQ;                                        // [TQ]
+  const int qt = gridDim.x - 1 - blockIdx.x;                  // longest query tiles first
+  const int h = blockIdx.y, b = blockIdx.z, kvh = h / (NH / NKV);
+  const int q0 = qt * TQ;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float* Sw = Sall + warp * 16 * SL;
+  float* dPw = dPall + warp * 16 * SL;
+  bf16* dSw = dSall + warp * 16 * PL;
+  const int r = lane >> 1, c0 = (lane & 1) * 16;  // row work: lane owns row r, columns c0..c0+15
+  const int row0 = q0 + warp * 16, i = row0 + r;
+  const bf16* kb = k + (int64_t(b) * T * NKV + kvh) * D;
+  const bf16* vb = v + (int64_t(b) * T * NKV + kvh) * D;
+
+  tc_load_tile<D, TQ>(Qs, q + (int64_t(b) * T * NH + h) * D, int64_t(NH) * D, q0, T);
+  tc_load_tile<D, TQ>(dOs, dout + (int64_t(b) * T * NH + h) * D, int64_t(NH) * D, q0, T);
+  if (threadIdx.x < TQ) {
+    const int t = q0 + threadIdx.x;
+    Ls[threadIdx.x] = t < T ? lse[(int64_t(b) * NH + h) * T + t] : 0.0f;
+    Ds[threadIdx.x] = t < T ? Dvec[(int64_t(b) * NH + h) * T + t] : 0.0f;
+  }
+  FragC dqf[ND];  // dQ rows row0..row0+15, dims 16n..16n+15
+#pragma unroll
+  for (int n = 0; n < ND; ++n) wmma::fill_fragment(dqf[n], 0.0f);
+
+  const int kend = min(T, q0 + TQ);
+  for (int k0 = 0; k0 < kend; k0 += TK) {
+    __syncthreads();  // the previous K,V are no longer read (and Q, dO, L, Dvec are loaded)
+    tc_load_tile<D, TK>(Ks, kb, int64_t(NKV) * D, k0, T);
+    tc_load_tile<D, TK>(Vs, vb, int64_t(NKV) * D, k0, T);
+    __syncthreads();
+    if (k0 > row0 + 15) continue;  // fully masked for this warp (warp-uniform)
+
+    // S = Q Kᵀ, then dP = dO Vᵀ  [16][TK]
+    tc_tile_abt<D, TK>(Sw, Qs + warp * 16 * LD, Ks);
+    tc_tile_abt<D, TK>(dPw, dOs + warp * 16 * LD, Vs);
+    __syncwarp();
+
+    // dS = P (dP - Dvec) scale, P = exp(S scale - lse); zero where masked or i >= T
+    const float Lr = Ls[warp * 16 + r], Dr = Ds[warp * 16 + r];
+#pragma unroll
+    for (int c = 0; c < 16; ++c) {
+      const int j = k0 + c0 + c;
+      const bool valid = j <= i && i < T;
+      const float p = valid ? expf(Sw[r * SL + c0 + c] * scale - Lr) : 0.0f;
+      const float ds = valid ? p * (dPw[r * SL + c0 + c] - Dr) * scale : 0.0f;
+      dSw[r * PL + c0 + c] = from_f32<bf16>(ds);
+    }
+    __syncwarp();
+
+    // dQ += dS K: dS [16][TK] (bf16), K [TK][D]
+    tc_acc_ab<D, TK>(dqf, dSw, Ks);
+  }
+
+  tc_store_rows<D>(dq + (int64_t(b) * T * NH + h) * D, int64_t(NH) * D, dqf, Sw, row0, T, 1.0f, lane);
+#endif  // GT_ATTENTION_TC_BODY
+}
+
+// dk/dv[B,T,NKV,D]; grid (ceil(T/UK), NKV, B). Warp w owns keys 16w..16w+15 of
+// the block's key tile and their dK, dV [16][D] in accumulator fragments. The
+// block walks, in a fixed order, the query heads of the group and their query
+// steps of UQ=32 from the diagonal to T; per step a warp computes the
+// transposed tiles Sᵀ = K Qᵀ and dPᵀ = V dOᵀ [16 keys][UQ queries] into its
+// fp32 tiles, Pᵀ and dSᵀ (bf16), then dV += Pᵀ dO and dK += dSᵀ Q.
+template <int D>
+__global__ void __launch_bounds__(kTcThreads)
+    attention_backward_dkdv_tc_kernel(bf16* dk, bf16* dv, const bf16* dout, const bf16* q, const bf16* k,
+                                      const bf16* v, const float* lse, const float* Dvec, int T, int NH, int NKV,
+                                      float scale) {
+#if !GT_ATTENTION_TC_BODY
+  __trap();
+#else
+  constexpr int LD = TcGeom<D>::LD, ND = D / 16;
+  extern __shared__ float4 smem4[];
+  bf16* Ks = reinterpret_cast<bf16*>(smem4);                   // [UK][LD]
+  bf16* Vs = Ks + UK * LD;                                     // [UK][LD]
+  bf16* Qs = Vs + UK * LD;                                     // [UQ][LD]
+  bf16* dOs = Qs + UQ * LD;                                    // [UQ][LD]
+  float* STall = reinterpret_cast<float*>(dOs + UQ * LD);      // [4 warps][16][SL]  Sᵀ
+  float* dPTall = STall + 4 * 16 * SL;                         // [4 warps][16][SL]  dPᵀ
+  bf16* PTall = reinterpret_cast<bf16*>(dPTall + 4 * 16 * SL);  // [4 warps][16][PL]  Pᵀ
+  bf16* dSTall = PTall + 4 * 16 * PL;                          // [4 warps][16][PL]  dSᵀ
+  float* Ls = reinterpret_cast<float*>(dSTall + 4 * 16 * PL);  // [UQ]
+  float* Ds = Ls + UQ;                                         // [UQ]
+  const int kt = blockIdx.x;                                   // tile 0 sees the most queries: it starts first
+  const int kvh = blockIdx.y, b = blockIdx.z, group = NH / NKV;
+  const int k0 = kt * UK;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float* STw = STall + warp * 16 * SL;
+  float* dPTw = dPTall + warp * 16 * SL;
+  bf16* PTw = PTall + warp * 16 * PL;
+  bf16* dSTw = dSTall + warp * 16 * PL;
+  const int r = lane >> 1, c0 = (lane & 1) * 16;  // row work: lane owns key row r, query columns c0..c0+15
+  const int row0 = k0 + warp * 16, j = row0 + r;  // the warp's first key, this lane's key
+
+  tc_load_tile<D, UK>(Ks, k + (int64_t(b) * T * NKV + kvh) * D, int64_t(NKV) * D, k0, T);
+  tc_load_tile<D, UK>(Vs, v + (int64_t(b) * T * NKV + kvh) * D, int64_t(NKV) * D, k0, T);
+  FragC dkf[ND], dvf[ND];  // dK, dV rows row0..row0+15, dims 16n..16n+15
+#pragma unroll
+  for (int n = 0; n < ND; ++n) {
+    wmma::fill_fragment(dkf[n], 0.0f);
+    wmma::fill_fragment(dvf[n], 0.0f);
+  }
+
+  for (int hh = 0; hh < group; ++hh) {
+    const int h = kvh * group + hh;
+    const bf16* qb = q + (int64_t(b) * T * NH + h) * D;
+    const bf16* dob = dout + (int64_t(b) * T * NH + h) * D;
+    const float* lseb = lse + (int64_t(b) * NH + h) * T;
+    const float* Dvb = Dvec + (int64_t(b) * NH + h) * T;
+    for (int q0 = k0; q0 < T; q0 += UQ) {  // queries before k0 cannot see these keys
+      __syncthreads();                     // the previous step's Q, dO, L, Dvec are no longer read
+      tc_load_tile<D, UQ>(Qs, qb, int64_t(NH) * D, q0, T);
+      tc_load_tile<D, UQ>(dOs, dob, int64_t(NH) * D, q0, T);
+      if (threadIdx.x < UQ) {
+        const int t = q0 + threadIdx.x;
+        Ls[threadIdx.x] = t < T ? lseb[t] : 0.0f;
+        Ds[threadIdx.x] = t < T ? Dvb[t] : 0.0f;
+      }
+      __syncthreads();
+      if (q0 + UQ - 1 < row0 || row0 >= T) continue;  // no query here sees a key of this warp (warp-uniform)
+
+      // Sᵀ = K Qᵀ, then dPᵀ = V dOᵀ  [16 keys][UQ queries], one after the other
+      // (fewer live fragments: dK and dV already hold 2 D/16 accumulators).
+      tc_tile_abt<D, UQ>(STw, Ks + warp * 16 * LD, Qs);
+      tc_tile_abt<D, UQ>(dPTw, Vs + warp * 16 * LD, dOs);
+      __syncwarp();
+
+      // Pᵀ = exp(Sᵀ scale - lse[query]), dSᵀ = Pᵀ (dPᵀ - Dvec[query]) scale; zero
+      // where masked or the query is padding (j <= i < T also means j < T).
+#pragma unroll 4
+      for (int c = 0; c < 16; ++c) {
+        const int qc = c0 + c, i = q0 + qc;
+        const bool valid = j <= i && i < T;
+        const float p = valid ? expf(STw[r * SL + qc] * scale - Ls[qc]) : 0.0f;
+        const float ds = valid ? p * (dPTw[r * SL + qc] - Ds[qc]) * scale : 0.0f;
+        PTw[r * PL + qc] = from_f32<bf16>(p);
+        dSTw[r * PL + qc] = from_f32<bf16>(ds);
+      }
+      __syncwarp();
+
+      // dV += Pᵀ dO, then dK += dSᵀ Q: Pᵀ, dSᵀ [16][UQ] (bf16), dO, Q [UQ][D]
+      tc_acc_ab<D, UQ>(dvf, PTw, dOs);
+      tc_acc_ab<D, UQ>(dkf, dSTw, Qs);
+    }
+  }
+
+  const int64_t base = (int64_t(b) * T * NKV + kvh) * D;  // position 0 of the kv head
+  tc_store_rows<D>(dk + base, int64_t(NKV) * D, dkf, STw, row0, T, 1.0f, lane);
+  tc_store_rows<D>(dv + base, int64_t(NKV) * D, dvf, STw, row0, T, 1.0f, lane);
+#endif  // GT_ATTENTION_TC_BODY
+}
+
 // ---------------------------------------------------------------- launchers
 
 // Raises a kernel's dynamic shared-memory limit once (thread-safe static init).
@@ -438,14 +886,98 @@ void backward_launch(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16*
   CUDA_CHECK_LAUNCH();
 }
 
+
+template <int D>
+void forward_tc_launch(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int B, int T, int NH,
+                       int NKV, cudaStream_t stream) {
+  constexpr size_t smem = TcGeom<D>::fwd_smem;
+  static const bool once = (allow_smem(attention_forward_tc_kernel<D>, smem), true);
+  (void)once;
+  const dim3 grid(unsigned(ceil_div(T, TQ)), unsigned(NH), unsigned(B));
+  attention_forward_tc_kernel<D><<<grid, kTcThreads, smem, stream>>>(out, lse, q, k, v, T, NH, NKV,
+                                                                     1.0f / std::sqrt(float(D)));
+  CUDA_CHECK_LAUNCH();
+}
+
+template <int D>
+void backward_tc_launch(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* q, const bf16* k, const bf16* v,
+                        const float* lse, const float* Dvec, int B, int T, int NH, int NKV, cudaStream_t stream) {
+  constexpr size_t smem_kv = TcGeom<D>::dkdv_smem, smem_q = TcGeom<D>::dq_smem;
+  static const bool once = (allow_smem(attention_backward_dkdv_tc_kernel<D>, smem_kv),
+                            allow_smem(attention_backward_dq_tc_kernel<D>, smem_q), true);
+  (void)once;
+  const float scale = 1.0f / std::sqrt(float(D));
+  const dim3 grid_kv(unsigned(ceil_div(T, UK)), unsigned(NKV), unsigned(B));
+  attention_backward_dkdv_tc_kernel<D><<<grid_kv, kTcThreads, smem_kv, stream>>>(dk, dv, dout, q, k, v, lse, Dvec, T,
+                                                                                 NH, NKV, scale);
+  CUDA_CHECK_LAUNCH();
+  const dim3 grid_q(unsigned(ceil_div(T, TQ)), unsigned(NH), unsigned(B));
+  attention_backward_dq_tc_kernel<D><<<grid_q, kTcThreads, smem_q, stream>>>(dq, dout, q, k, v, lse, Dvec, T, NH,
+                                                                             NKV, scale);
+  CUDA_CHECK_LAUNCH();
+}
+
+// Largest dynamic shared memory any attention kernel asks for (D = 128):
+// must stay within sm_89's 99 KB opt-in limit.
+static_assert(TcGeom<128>::fwd_smem <= 99 * 1024 && TcGeom<128>::dq_smem <= 99 * 1024 &&
+                  TcGeom<128>::dkdv_smem <= 99 * 1024 && Geom<128>::dkdv_smem <= 99 * 1024,
+              "attention shared memory exceeds sm_89's 99 KB per block");
+
+// Kernel choice: -1 = not decided yet (read GALORE_ATTENTION_SIMT at the first
+// call), 0 = tensor cores, 1 = SIMT fallback.
+std::atomic<int> g_attention_simt{-1};
+
+// The tensor-core kernels copy rows with 16-byte accesses: every tensor must
+// be 16-byte aligned (cudaMalloc'd tensors and the backend's arena are), else
+// the SIMT kernels run.
+// Whether the tensor-core kernels were compiled for sm_80+ for the current
+// device (checked once, on one of them: all share the build's architectures).
+bool tc_compiled() {
+  static const bool ok = [] {
+    cudaFuncAttributes attr{};
+    CUDA_CHECK(cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(attention_forward_tc_kernel<16>)));
+    return attr.ptxVersion >= 80;
+  }();
+  return ok;
+}
+
+bool tc_aligned(std::initializer_list<const void*> ptrs) {
+  for (const void* p : ptrs)
+    if (!aligned16(p)) return false;
+  return true;
+}
+
 }  // namespace
 
 bool attention_cuda_supports_head_dim(int D) { return D == 16 || D == 32 || D == 64 || D == 96 || D == 128; }
+
+bool attention_cuda_simt() {
+  int s = g_attention_simt.load();
+  if (s < 0) {
+    const char* e = std::getenv("GALORE_ATTENTION_SIMT");
+    int expected = -1;
+    g_attention_simt.compare_exchange_strong(expected, e != nullptr && std::strcmp(e, "1") == 0 ? 1 : 0);
+    s = g_attention_simt.load();
+  }
+  return s == 1;
+}
+
+void attention_cuda_set_simt(bool simt) { g_attention_simt.store(simt ? 1 : 0); }
 
 void attention_forward_cuda(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int B, int T, int NH,
                             int NKV, int D, cudaStream_t stream) {
   check_dims(B, T, NH, NKV, D);
   if (B <= 0 || T <= 0 || NH <= 0) return;
+  if (!attention_cuda_simt() && tc_compiled() && tc_aligned({out, q, k, v})) {
+    switch (D) {
+      case 16: forward_tc_launch<16>(out, lse, q, k, v, B, T, NH, NKV, stream); break;
+      case 32: forward_tc_launch<32>(out, lse, q, k, v, B, T, NH, NKV, stream); break;
+      case 64: forward_tc_launch<64>(out, lse, q, k, v, B, T, NH, NKV, stream); break;
+      case 96: forward_tc_launch<96>(out, lse, q, k, v, B, T, NH, NKV, stream); break;
+      case 128: forward_tc_launch<128>(out, lse, q, k, v, B, T, NH, NKV, stream); break;
+    }
+    return;
+  }
   switch (D) {
     case 16: forward_launch<16>(out, lse, q, k, v, B, T, NH, NKV, stream); break;
     case 32: forward_launch<32>(out, lse, q, k, v, B, T, NH, NKV, stream); break;
@@ -467,6 +999,16 @@ void attention_backward_cuda(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, con
   const int64_t rows = int64_t(B) * T * NH;
   attention_dvec_kernel<<<unsigned(ceil_div(rows, 8)), 256, 0, stream>>>(Dvec, dout, out, rows, T, NH, D);
   CUDA_CHECK_LAUNCH();
+  if (!attention_cuda_simt() && tc_compiled() && tc_aligned({dq, dk, dv, dout, q, k, v})) {
+    switch (D) {
+      case 16: backward_tc_launch<16>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream); break;
+      case 32: backward_tc_launch<32>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream); break;
+      case 64: backward_tc_launch<64>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream); break;
+      case 96: backward_tc_launch<96>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream); break;
+      case 128: backward_tc_launch<128>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream); break;
+    }
+    return;
+  }
   switch (D) {
     case 16: backward_launch<16>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream); break;
     case 32: backward_launch<32>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream); break;

@@ -24,6 +24,13 @@ bool attention_cuda_supports_head_dim(int D);
 // q[B,T,NH,D], k/v[B,T,NKV,D] -> out[B,T,NH,D] (bf16), lse[B,NH,T] (fp32)
 void attention_forward_cuda(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
                             const __nv_bfloat16* v, int B, int T, int NH, int NKV, int D, cudaStream_t stream);
+// Kernel choice: tensor cores (WMMA, bf16 operands, fp32 accumulation; the
+// default) or the SIMT fp32 kernels (the fallback: GALORE_ATTENTION_SIMT=1 in
+// the environment, read once at the first call). attention_cuda_set_simt
+// overrides that choice for the calls after it (the tests run both paths).
+// Tensors that are not 16-byte aligned always take the SIMT kernels.
+bool attention_cuda_simt();
+void attention_cuda_set_simt(bool simt);
 // Bytes of workspace for attention_backward_cuda (rowsum(dout*out), fp32 [B,NH,T]).
 size_t attention_backward_cuda_workspace(int B, int T, int NH);
 // dq[B,T,NH,D], dk/dv[B,T,NKV,D] overwritten. Deterministic: dk/dv by one

@@ -140,6 +140,8 @@ CudaGemm::CudaGemm(cudaStream_t stream, size_t workspace_bytes) : impl_(std::mak
 CudaGemm::~CudaGemm() = default;
 
 cudaStream_t CudaGemm::stream() const { return impl_->stream; }
+void* CudaGemm::workspace() const { return impl_->workspace; }
+size_t CudaGemm::workspace_bytes() const { return impl_->workspace_bytes; }
 
 void CudaGemm::gemm(bool trans_a, bool trans_b, int m, int n, int k, const bf16* A, int lda, const bf16* B, int ldb,
                     void* D, bool d_f32, int ldd, float alpha, float beta) {

@@ -33,6 +33,10 @@ class CudaGemm {
   void gemm(bool trans_a, bool trans_b, int m, int n, int k, const __nv_bfloat16* A, int lda,
             const __nv_bfloat16* B, int ldb, void* D, bool d_f32, int ldd, float alpha, float beta);
   cudaStream_t stream() const;
+  // Its cuBLAS(Lt) workspace: other cuBLAS handles on the same stream may share
+  // it (calls on one stream never overlap), e.g. the projector refresh's.
+  void* workspace() const;
+  size_t workspace_bytes() const;
 
  private:
   struct Impl;

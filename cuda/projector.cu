@@ -403,12 +403,15 @@ struct CudaProjectorRefresh::Impl {
 
 CudaProjectorRefresh::CudaProjectorRefresh(cudaStream_t stream, const GaloreConfig& cfg,
                                            const std::vector<ProjGeom>& geos, void* workspace,
-                                           size_t workspace_bytes_)
+                                           size_t workspace_bytes_, const External* external)
     : impl_(std::make_unique<Impl>()) {
   Impl& I = *impl_;
   I.stream = stream;
   I.cfg = cfg;
-  I.plan = projector_workspace_layout(cfg, geos);
+  if (external && (!external->cublas_workspace || !external->state ||
+                   reinterpret_cast<uintptr_t>(external->state) % 256 != 0))
+    fail("CudaProjectorRefresh: External needs a cuBLAS workspace and a 256-byte aligned state buffer");
+  I.plan = projector_workspace_layout(cfg, geos, external != nullptr);
   const size_t need = I.plan.total();
   if (workspace_bytes_ < need)
     fail("CudaProjectorRefresh: workspace of {} bytes is smaller than the {} bytes planned", workspace_bytes_, need);
@@ -425,14 +428,18 @@ CudaProjectorRefresh::CudaProjectorRefresh(cudaStream_t stream, const GaloreConf
 
   // Carve the regions (same order and alignment as ProjectorWorkspace::total).
   char* p = static_cast<char*>(workspace);
-  CUBLAS_CHECK(cublasSetWorkspace(I.blas, p, I.plan.cublas));
-  p += projector_align(I.plan.cublas);
+  if (external)
+    CUBLAS_CHECK(cublasSetWorkspace(I.blas, external->cublas_workspace, external->cublas_workspace_bytes));
+  else
+    CUBLAS_CHECK(cublasSetWorkspace(I.blas, p, I.plan.cublas));
+  p += projector_align(I.plan.cublas);  // 0 with External
   auto take = [&p](size_t bytes) {
     char* q = p;
     p += projector_align(bytes);
     return q;
   };
-  char* small = take(I.plan.small);  // outside the union: the sticky status must survive reproject_moments
+  // Outside the union: the sticky status must survive reproject_moments.
+  char* small = external ? static_cast<char*>(external->state) : take(I.plan.small);
   I.reproject_base = p;
   I.gf = reinterpret_cast<float*>(take(I.plan.gf));
   I.gpanel = reinterpret_cast<float*>(take(I.plan.gpanel));
@@ -503,8 +510,9 @@ CudaProjectorRefresh::CudaProjectorRefresh(cudaStream_t stream, const GaloreConf
 
 CudaProjectorRefresh::~CudaProjectorRefresh() = default;  // Impl::~Impl releases
 
-size_t CudaProjectorRefresh::workspace_bytes(const GaloreConfig& cfg, const std::vector<ProjGeom>& geos) {
-  return projector_workspace_layout(cfg, geos).total();
+size_t CudaProjectorRefresh::workspace_bytes(const GaloreConfig& cfg, const std::vector<ProjGeom>& geos,
+                                             bool external) {
+  return projector_workspace_layout(cfg, geos, external).total();
 }
 
 cudaStream_t CudaProjectorRefresh::stream() const { return impl_->stream; }

@@ -54,7 +54,12 @@ struct ProjectorWorkspace {
 // Region sizes one geometry needs (cfg.projector, cfg.oversampling), and
 // their maximum over geos (what CudaProjectorRefresh needs). Defined below.
 inline ProjectorWorkspace projector_workspace_for(const GaloreConfig& cfg, const ProjGeom& geo);
-inline ProjectorWorkspace projector_workspace_layout(const GaloreConfig& cfg, const std::vector<ProjGeom>& geos);
+// external false: the workspace also holds the cuBLAS workspace and the
+// persistent state (`small`); true: the caller provides both (see
+// CudaProjectorRefresh::External), and the workspace is only the transient
+// refresh / reproject regions, which the caller may overlay between refreshes.
+inline ProjectorWorkspace projector_workspace_layout(const GaloreConfig& cfg, const std::vector<ProjGeom>& geos,
+                                                     bool external = false);
 
 constexpr size_t kProjectorCublasWorkspace = size_t(32) << 20;  // cuBLAS' recommended size on Hopper
 // The randomized refresh multiplies by X (G or Gᵀ, [d, e]) one fp32 panel of
@@ -62,6 +67,8 @@ constexpr size_t kProjectorCublasWorkspace = size_t(32) << 20;  // cuBLAS' recom
 // fp32 copy of all of G exists (172 MB at 7B; the panel is 16 MB).
 constexpr int64_t kProjectorPanelCols = 1024;
 constexpr int kProjectorNormBlocks = 256;  // fixed grid of the deterministic norm reduction
+// The persistent state: norm partials (fp64) + μ + cuSOLVER info + the sticky status.
+constexpr size_t kProjectorStateBytes = kProjectorNormBlocks * sizeof(double) + 64;
 
 // Upper bounds of cuSOLVER's lwork (elements) for the calls the refresh makes.
 // cuSOLVER documents no formula, so these are generous guesses (LAPACK's
@@ -97,10 +104,8 @@ inline void ProjectorWorkspace::merge_max(const ProjectorWorkspace& o) {
 inline ProjectorWorkspace projector_workspace_for(const GaloreConfig& cfg, const ProjGeom& geo) {
   const size_t F = sizeof(float), D = sizeof(double);
   const int64_t m = geo.m, n = geo.n, r = geo.r;
-  ProjectorWorkspace w;
-  w.cublas = kProjectorCublasWorkspace;
-  w.sign = size_t(r) * F;
-  w.small = kProjectorNormBlocks * D + 64;
+  ProjectorWorkspace w;  // cublas: set by projector_workspace_layout
+  w.sign = size_t(r) * F;  // small, cublas: set by projector_workspace_layout
   // the previous basis [d, r] of each projected side (d = m left, n right; also the svd path's signs)
   const int64_t d_old = std::max(geo.side != ProjSide::Right ? m : 0, geo.side != ProjSide::Left ? n : 0);
   w.p_old = size_t(d_old * r) * F;
@@ -134,10 +139,12 @@ inline ProjectorWorkspace projector_workspace_for(const GaloreConfig& cfg, const
   return w;
 }
 
-inline ProjectorWorkspace projector_workspace_layout(const GaloreConfig& cfg, const std::vector<ProjGeom>& geos) {
+inline ProjectorWorkspace projector_workspace_layout(const GaloreConfig& cfg, const std::vector<ProjGeom>& geos,
+                                                     bool external) {
   ProjectorWorkspace w;
-  w.cublas = kProjectorCublasWorkspace;
   for (const ProjGeom& g : geos) w.merge_max(projector_workspace_for(cfg, g));
+  w.cublas = external ? 0 : kProjectorCublasWorkspace;
+  w.small = external ? 0 : kProjectorStateBytes;
   return w;
 }
 
@@ -152,7 +159,8 @@ inline ProjectorWorkspace projector_workspace_layout(const GaloreConfig& cfg, co
 namespace gt {
 
 // Refreshes projectors on one stream. Owns its cuBLAS and cuSOLVER handles
-// (bound to `stream`; cuBLAS uses 32 MiB of the workspace), never allocates
+// (bound to `stream`; cuBLAS uses 32 MiB of the workspace unless the caller
+// provides External memory), never allocates
 // device memory after construction and never synchronizes the host in
 // refresh()/reproject_moments(): cuSOLVER's info outputs are collected on the
 // device into a sticky status word that is copied to pinned host memory after
@@ -164,14 +172,24 @@ class CudaProjectorRefresh {
   // at least workspace_bytes(cfg, geos) bytes, alive as long as this object.
   // Queries cuSOLVER's real work sizes and fails (gt::Error) if the planned
   // bound is too small.
+  // External: memory the caller provides instead of carving it from
+  // `workspace` (then plan with workspace_bytes(cfg, geos, true)): a cuBLAS
+  // workspace to share (same stream, e.g. CudaGemm::workspace()) and the
+  // persistent state [kProjectorStateBytes], which must not be overlaid. The
+  // workspace then holds only transient regions, free between refreshes.
+  struct External {
+    void* cublas_workspace = nullptr;
+    size_t cublas_workspace_bytes = 0;
+    void* state = nullptr;  // [kProjectorStateBytes], 256-byte aligned
+  };
   CudaProjectorRefresh(cudaStream_t stream, const GaloreConfig& cfg, const std::vector<ProjGeom>& geos,
-                       void* workspace, size_t workspace_bytes);
+                       void* workspace, size_t workspace_bytes, const External* external = nullptr);
   ~CudaProjectorRefresh();
   CudaProjectorRefresh(const CudaProjectorRefresh&) = delete;
   CudaProjectorRefresh& operator=(const CudaProjectorRefresh&) = delete;
 
   // Computable without a GPU (pure function of the shapes).
-  static size_t workspace_bytes(const GaloreConfig& cfg, const std::vector<ProjGeom>& geos);
+  static size_t workspace_bytes(const GaloreConfig& cfg, const std::vector<ProjGeom>& geos, bool external = false);
 
   // New projector of geometry geo from g [m, n] into A [m, r] / B [r, n] (per
   // side; the unused one may be null), as compute_projector: A_old [m, r] /

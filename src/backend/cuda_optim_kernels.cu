@@ -28,11 +28,13 @@
 //   maps        2 × 256 fp32 (dynamic_map_signed / dynamic_map_unsigned)
 //   stats       DevStats (running ‖g‖², non-finite count, this tensor's ‖g‖²)
 //   partials    kStatBlocks × (double + uint64) for clip_and_stats
+//   proj_state  the projector's persistent state (kProjectorStateBytes), when there are GaLore targets
 //   -- transient: used only inside one on_grad call --
 //   grad        bf16 [max GaLore numel], only when lending the gradient buffer (shapes.lend_grad_buffer)
 //   full_tmp    bf16 [max r·n over proj_type full targets] (the Both intermediate)
 //   reproject   2 × fp32 [max rows·cols over GaLore targets], only for moments_on_refresh=reproject
-//   projector   CudaProjectorRefresh::workspace_bytes(cfg, GaLore geometries), when there are any,
+//   projector   CudaProjectorRefresh::workspace_bytes(cfg, GaLore geometries, external) — transient
+//               regions only: its state is proj_state and its cuBLAS workspace the backend GEMM's —,
 //               and over it the caller's step scratch (shapes.step_scratch_bytes; used after the refresh)
 // each piece rounded up to 256 bytes. The lent gradient buffer [max_numel]
 // starts at `grad` and may run past it over the rest of the transient part:
@@ -73,7 +75,8 @@ size_t align256(size_t b) { return (b + 255) / 256 * 256; }
 
 // Byte offsets of the workspace pieces (see the header comment).
 struct WorkspaceLayout {
-  size_t maps = 0, stats = 0, psq = 0, pnf = 0, grad = 0, full_tmp = 0, repro_m = 0, repro_v = 0, proj = 0, total = 0;
+  size_t maps = 0, stats = 0, psq = 0, pnf = 0, proj_state = 0, grad = 0, full_tmp = 0, repro_m = 0, repro_v = 0,
+         proj = 0, total = 0;
   int64_t lent_grad_elems = 0;  // the lent gradient buffer at `grad` (0: not lending)
   size_t proj_bytes = 0;  // CudaProjectorRefresh's workspace (0: no GaLore targets)
   int64_t full_tmp_elems = 0, repro_elems = 0;
@@ -95,11 +98,15 @@ WorkspaceLayout workspace_layout(const OptimShapes& shapes, const GaloreConfig& 
   L.stats = take(sizeof(DevStats));
   L.psq = take(kStatBlocks * sizeof(double));
   L.pnf = take(kStatBlocks * sizeof(unsigned long long));
+  L.proj_state = take(shapes.galore.empty() ? 0 : kProjectorStateBytes);
+  // -- transient from here: the lent gradient buffer may overlay all of it --
   L.grad = take(shapes.lend_grad_buffer ? size_t(shapes.max_galore_numel) * sizeof(bf16) : 0);
   L.full_tmp = take(size_t(L.full_tmp_elems) * sizeof(bf16));
   L.repro_m = take(size_t(L.repro_elems) * sizeof(float));
   L.repro_v = take(size_t(L.repro_elems) * sizeof(float));
-  L.proj_bytes = shapes.galore.empty() ? 0 : CudaProjectorRefresh::workspace_bytes(cfg, shapes.galore);
+  // External: the refresh's cuBLAS handle shares the backend GEMM's workspace
+  // (same stream) and its persistent state is proj_state above.
+  L.proj_bytes = shapes.galore.empty() ? 0 : CudaProjectorRefresh::workspace_bytes(cfg, shapes.galore, true);
   L.proj = take(std::max(L.proj_bytes, shapes.step_scratch_bytes));  // 256-byte aligned, as CudaProjectorRefresh requires
   L.total = off;
   if (shapes.lend_grad_buffer) {
@@ -216,9 +223,14 @@ class CudaOptimKernels final : public OptimKernels {
           cudaMemcpyAsync(map_v(), dynamic_map_unsigned(), 256 * sizeof(float), cudaMemcpyHostToDevice, stream_));
       CUDA_CHECK(cudaMemsetAsync(stats(), 0, sizeof(DevStats), stream_));
       CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host maps are pageable: finish before returning
-      if (!shapes.galore.empty())
+      if (!shapes.galore.empty()) {
+        CudaProjectorRefresh::External ext;
+        ext.cublas_workspace = gemm_->workspace();
+        ext.cublas_workspace_bytes = gemm_->workspace_bytes();
+        ext.state = ws_ + layout_.proj_state;
         proj_ = std::make_unique<CudaProjectorRefresh>(stream_, cfg, shapes.galore, ws_ + layout_.proj,
-                                                       layout_.proj_bytes);
+                                                       layout_.proj_bytes, &ext);
+      }
     } catch (...) {
       cleanup();
       throw;

@@ -288,20 +288,37 @@ TEST_F(GpuTest, Rope) {
 }
 
 // ============================================================ attention
+// Every attention test runs twice: on the tensor-core kernels (the default)
+// and on the SIMT fallback (GALORE_ATTENTION_SIMT=1), chosen through
+// attention_cuda_set_simt; the guard restores the tensor-core default.
 struct AttShape {
   int B, T, NH, NKV, D;
 };
 const AttShape kAttShapes[] = {
-    {2, 37, 8, 2, 64},   // GQA, T not a multiple of the 32-row tile
+    {2, 37, 8, 2, 64},   // GQA, T not a multiple of any tile (32, 64)
     {1, 1, 4, 4, 16},    // T = 1
-    {2, 64, 4, 1, 128},  // multi-query, two full tiles
-    {1, 100, 2, 2, 32},  // four tiles, last one partial
+    {2, 64, 4, 1, 128},  // multi-query, two full 32-tiles = one full 64-tile
+    {1, 100, 2, 2, 32},  // 64-tiles: one full, one partial
     {1, 45, 6, 3, 96},
+    {1, 129, 2, 1, 16},  // one row past two 64-tiles
+    {1, 256, 2, 1, 128}, // the benchmarks' sequence length, largest head dim
+};
+namespace {
+struct AttPath {
+  explicit AttPath(bool simt) { attention_cuda_set_simt(simt); }
+  ~AttPath() { attention_cuda_set_simt(false); }
 };
 
-TEST_F(GpuTest, AttentionForward) {
+void att_sync(cudaStream_t stream) {
+  GT_CUDA_OK(cudaStreamSynchronize(stream));
+  GT_CUDA_OK(cudaGetLastError());
+}
+
+void attention_forward_test(cudaStream_t stream, bool simt) {
+  const AttPath path(simt);
+  ASSERT_EQ(attention_cuda_simt(), simt);
   for (const auto& s : kAttShapes) {
-    SCOPED_TRACE(tag("B T NH NKV D", {s.B, s.T, s.NH, s.NKV, s.D}));
+    SCOPED_TRACE(tag(simt ? "SIMT: B T NH NKV D" : "tensor cores: B T NH NKV D", {s.B, s.T, s.NH, s.NKV, s.D}));
     const size_t nq = size_t(s.B) * s.T * s.NH * s.D, nkv = size_t(s.B) * s.T * s.NKV * s.D;
     const auto q = randn_bf16(nq), k = randn_bf16(nkv), v = randn_bf16(nkv);
     std::vector<float> ref(nq), ref_lse(size_t(s.B) * s.NH * s.T);
@@ -311,15 +328,17 @@ TEST_F(GpuTest, AttentionForward) {
     d_out.poison();
     d_lse.poison();
     attention_forward_cuda(d_out.p, d_lse.p, d_q.p, d_k.p, d_v.p, s.B, s.T, s.NH, s.NKV, s.D, stream);
-    sync();
+    att_sync(stream);
     expect_close("out", d_out.download_f32(), ref, kBf16Tol);
     expect_close("lse", d_lse.download(), ref_lse, kF32Tol);
   }
 }
 
-TEST_F(GpuTest, AttentionBackwardDeterministic) {
+void attention_backward_test(cudaStream_t stream, bool simt) {
+  const AttPath path(simt);
+  ASSERT_EQ(attention_cuda_simt(), simt);
   for (const auto& s : kAttShapes) {
-    SCOPED_TRACE(tag("B T NH NKV D", {s.B, s.T, s.NH, s.NKV, s.D}));
+    SCOPED_TRACE(tag(simt ? "SIMT: B T NH NKV D" : "tensor cores: B T NH NKV D", {s.B, s.T, s.NH, s.NKV, s.D}));
     const size_t nq = size_t(s.B) * s.T * s.NH * s.D, nkv = size_t(s.B) * s.T * s.NKV * s.D;
     const auto q = randn_bf16(nq), k = randn_bf16(nkv), v = randn_bf16(nkv), dout = randn_bf16(nq);
     std::vector<float> out(nq), lse(size_t(s.B) * s.NH * s.T);
@@ -341,7 +360,7 @@ TEST_F(GpuTest, AttentionBackwardDeterministic) {
       ws.poison();
       attention_backward_cuda(d_dq.p, d_dk.p, d_dv.p, d_dout.p, d_q.p, d_k.p, d_v.p, d_out.p, d_lse.p, s.B, s.T, s.NH,
                               s.NKV, s.D, ws.p, ws_bytes, stream);
-      sync();
+      att_sync(stream);
       if (rep == 0) {
         first[0] = d_dq.download_bits();
         first[1] = d_dk.download_bits();
@@ -357,6 +376,13 @@ TEST_F(GpuTest, AttentionBackwardDeterministic) {
     expect_close("dv", d_dv.download_f32(), ref_dv, kBf16Tol);
   }
 }
+
+}  // namespace
+
+TEST_F(GpuTest, AttentionForward) { attention_forward_test(stream, false); }
+TEST_F(GpuTest, AttentionForwardSimt) { attention_forward_test(stream, true); }
+TEST_F(GpuTest, AttentionBackwardDeterministic) { attention_backward_test(stream, false); }
+TEST_F(GpuTest, AttentionBackwardDeterministicSimt) { attention_backward_test(stream, true); }
 
 TEST_F(GpuTest, AttentionRejectsUnsupportedHeadDim) {
   EXPECT_FALSE(attention_cuda_supports_head_dim(48));

@@ -610,6 +610,52 @@ TEST_F(OptimKernelsGpu, RefreshProjectorFindsTheSubspace) {
   EXPECT_LT(subspace_sin_angle(A.data(), cA.v.data(), geo.m, geo.r), 0.05);
 }
 
+// Per-layer updates: the trainer's gradient buffer is lent from the transient
+// workspace, and a full-rank gradient larger than the GaLore target's (the
+// embedding's) overwrites everything above the target's gradient. The
+// projector's persistent state (sticky cuSOLVER status, norm partials) must
+// not be there: overwrite the whole lent buffer before each refresh; the
+// refreshes must not report errors (the status of one is checked at the
+// next), and they must still find the subspace, identically each time.
+TEST_F(OptimKernelsGpu, LentGradBufferLeavesTheProjectorStateAlone) {
+  const ProjGeom geo = make_proj_geom("left", 96, 200, 8);
+  GaloreConfig cfg;
+  OptimShapes shapes;
+  shapes.galore = {geo};
+  shapes.lend_grad_buffer = true;
+  shapes.max_galore_numel = geo.m * geo.n;
+  shapes.max_numel = 40 * geo.m * geo.n;  // reaches past every transient region
+  build(shapes, cfg);
+  const Tensor lent = gk_->lent_grad_buffer();
+  ASSERT_EQ(lent.numel(), shapes.max_numel);
+  ASSERT_EQ(lent.dtype, DType::BF16);
+  ASSERT_GE(gk_->workspace_bytes(), lent.nbytes());
+  const auto X = randn_bf16(size_t(geo.m * geo.r)), Y = randn_bf16(size_t(geo.r * geo.n));
+  std::vector<float> g(size_t(geo.m * geo.n), 0.0f);  // [m, n] = X [m, r] · Y [r, n]
+  for (int64_t i = 0; i < geo.m; ++i)
+    for (int64_t k = 0; k < geo.r; ++k)
+      for (int64_t j = 0; j < geo.n; ++j) g[size_t(i * geo.n + j)] += X[size_t(i * geo.r + k)] * Y[size_t(k * geo.n + j)];
+  g = round_bf16(g);
+  HostT cg(g), cA(std::vector<float>(static_cast<size_t>(geo.a_numel())));
+  ck_->refresh_projector(cfg, geo, cg.t, 123, Tensor(), Tensor(), cA.t, Tensor());
+  const Tensor G(lent.data, DType::BF16, Device::CUDA, {geo.m, geo.n});  // the target's gradient: the bottom
+  std::vector<float> first;
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    poison(lent);  // a full-rank gradient over all of it
+    set(G, g);
+    const Tensor dA = dev({geo.m, geo.r}, DType::BF16);
+    poison(dA);
+    ASSERT_NO_THROW(gk_->refresh_projector(cfg, geo, G, 123, Tensor(), Tensor(), dA, Tensor()));
+    gpu_->synchronize();  // the status copy lands: the next refresh checks it
+    const auto A = get(dA);
+    EXPECT_EQ(count_nonfinite(A), 0u);
+    EXPECT_LT(subspace_sin_angle(A.data(), cA.v.data(), geo.m, geo.r), 0.05);
+    if (round == 0) first = A;
+    EXPECT_TRUE(bitwise_equal(A, first));
+  }
+}
+
 // No device needed: the plan grows with what it must hold.
 TEST(OptimKernelsPlan, WorkspacePlan) {
   GaloreConfig cfg;
@@ -622,13 +668,32 @@ TEST(OptimKernelsPlan, WorkspacePlan) {
   OptimShapes left = plain, full = plain;
   left.galore = {make_proj_geom("left", 512, 1024, 64)};
   full.galore = {make_proj_geom("full", 512, 1024, 64)};
-  const size_t proj_left = align(CudaProjectorRefresh::workspace_bytes(cfg, left.galore));
-  const size_t proj_full = align(CudaProjectorRefresh::workspace_bytes(cfg, full.galore));
-  EXPECT_EQ(cuda_optim_kernels_workspace_bytes(left, cfg), base + proj_left);  // no intermediate
-  EXPECT_EQ(cuda_optim_kernels_workspace_bytes(full, cfg), base + 64 * 1024 * 2 + proj_full);  // bf16 [r, n]
+  // The refresh gets External memory: the backend GEMM's cuBLAS workspace, and
+  // its persistent state next to the statistics (outside every overlay).
+  const size_t proj_left = align(CudaProjectorRefresh::workspace_bytes(cfg, left.galore, true));
+  const size_t proj_full = align(CudaProjectorRefresh::workspace_bytes(cfg, full.galore, true));
+  const size_t state = align(kProjectorStateBytes);
+  EXPECT_EQ(CudaProjectorRefresh::workspace_bytes(cfg, left.galore, false),
+            CudaProjectorRefresh::workspace_bytes(cfg, left.galore, true) + kProjectorCublasWorkspace + state);
+  EXPECT_EQ(cuda_optim_kernels_workspace_bytes(left, cfg), base + state + proj_left);  // no intermediate
+  EXPECT_EQ(cuda_optim_kernels_workspace_bytes(full, cfg), base + state + 64 * 1024 * 2 + proj_full);  // bf16 [r, n]
+  // The caller's step scratch overlays the refresh regions: only a larger one grows the plan.
+  OptimShapes scratch = left;
+  scratch.step_scratch_bytes = proj_left / 2;
+  EXPECT_EQ(cuda_optim_kernels_workspace_bytes(scratch, cfg), base + state + proj_left);
+  scratch.step_scratch_bytes = proj_left + 4096;
+  EXPECT_EQ(cuda_optim_kernels_workspace_bytes(scratch, cfg), base + state + proj_left + 4096);
+  // A lent gradient buffer: the GaLore target's gradient (bf16 512x1024) sits
+  // below the transient regions; the largest gradient may overlay them.
+  OptimShapes lend = left;
+  lend.lend_grad_buffer = true;
+  lend.max_galore_numel = 512 * 1024;
+  EXPECT_EQ(cuda_optim_kernels_workspace_bytes(lend, cfg), base + state + 512 * 1024 * 2 + proj_left);
+  lend.max_numel = int64_t(512) * 1024 + int64_t(proj_left);  // bf16: reaches past the end
+  EXPECT_EQ(cuda_optim_kernels_workspace_bytes(lend, cfg), base + state + align(size_t(lend.max_numel) * 2));
   cfg.moments_on_refresh = "reproject";
-  const size_t proj_left_r = align(CudaProjectorRefresh::workspace_bytes(cfg, left.galore));
-  EXPECT_EQ(cuda_optim_kernels_workspace_bytes(left, cfg), base + 2 * 64 * 1024 * 4 + proj_left_r);  // 2 fp32 [rows, cols]
+  const size_t proj_left_r = align(CudaProjectorRefresh::workspace_bytes(cfg, left.galore, true));
+  EXPECT_EQ(cuda_optim_kernels_workspace_bytes(left, cfg), base + state + 2 * 64 * 1024 * 4 + proj_left_r);  // 2 fp32 [rows, cols]
 }
 
 #else  // !GALORE_WITH_CUDA

@@ -86,12 +86,20 @@ Proj cpu_refresh(const GaloreConfig& cfg, const ProjGeom& geo, const std::vector
 class ProjectorCuda : public GpuTest {
  protected:
   // One refresh on the GPU (fresh object and workspace), outputs poisoned first.
+  // external: the cuBLAS workspace and the persistent state are separate
+  // buffers (as CudaOptimKernels provides them) instead of parts of `ws`.
   Proj gpu_refresh(const GaloreConfig& cfg, const ProjGeom& geo, const std::vector<float>& g, uint64_t seed,
-                   const Proj* old) {
+                   const Proj* old, bool external = false) {
     const std::vector<ProjGeom> geos = {geo};
-    DevBuf<char> ws(CudaProjectorRefresh::workspace_bytes(cfg, geos));
+    DevBuf<char> ws(CudaProjectorRefresh::workspace_bytes(cfg, geos, external));
+    DevBuf<char> cublas_ws(external ? kProjectorCublasWorkspace : 1), state(kProjectorStateBytes);
     ws.poison();
-    CudaProjectorRefresh pr(stream, cfg, geos, ws.p, ws.n);
+    state.poison();
+    CudaProjectorRefresh::External ext;
+    ext.cublas_workspace = cublas_ws.p;
+    ext.cublas_workspace_bytes = cublas_ws.n;
+    ext.state = state.p;
+    CudaProjectorRefresh pr(stream, cfg, geos, ws.p, ws.n, external ? &ext : nullptr);
     Bf16Buf dg(g), dA(size_t(std::max<int64_t>(geo.a_numel(), 1))), dB(size_t(std::max<int64_t>(geo.b_numel(), 1)));
     std::unique_ptr<Bf16Buf> dAo, dBo;
     if (old && !old->A.empty()) dAo = std::make_unique<Bf16Buf>(round_bf16(old->A));
@@ -311,6 +319,8 @@ TEST_F(ProjectorCuda, RunsAreBitIdentical) {
     EXPECT_TRUE(bitwise_equal(a.A, b.A) && bitwise_equal(a.B, b.B)) << "cold " << type;
     const Proj c = gpu_refresh(cfg, geo, G, 22, &a), d = gpu_refresh(cfg, geo, G, 22, &a);
     EXPECT_TRUE(bitwise_equal(c.A, d.A) && bitwise_equal(c.B, d.B)) << "warm " << type;
+    const Proj e = gpu_refresh(cfg, geo, G, 22, &a, /*external=*/true);
+    EXPECT_TRUE(bitwise_equal(c.A, e.A) && bitwise_equal(c.B, e.B)) << "external cuBLAS workspace and state, " << type;
   }
 }
 

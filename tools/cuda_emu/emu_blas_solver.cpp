@@ -291,6 +291,9 @@ cublasStatus_t cublasSetPointerMode_v2(cublasHandle_t h, cublasPointerMode_t mod
 }
 cublasStatus_t cublasSetWorkspace_v2(cublasHandle_t h, void* ws, size_t bytes) {
   blas("cublasSetWorkspace", h);
+  // A new workspace binding is a new CudaProjectorRefresh: regions registered
+  // for an earlier (maybe freed, its memory reused) object no longer apply.
+  emu_region_clear();
   if (bytes) {
     // cuBLAS: the workspace must be device memory, 256-byte aligned.
     if (reinterpret_cast<uintptr_t>(ws) % 256 != 0) die("cublasSetWorkspace", "workspace %p is not 256-byte aligned", ws);

@@ -6,10 +6,21 @@
 #include <cstdio>
 #include <cstdlib>
 namespace gt {
-struct CudaGemm::Impl { cudaStream_t s; };
-CudaGemm::CudaGemm(cudaStream_t s, size_t) : impl_(std::make_unique<Impl>()) { impl_->s = s; }
+struct CudaGemm::Impl {
+  cudaStream_t s;
+  void* ws = nullptr;  // the cuBLASLt workspace: allocated (unused here) so the device footprint is the plan's
+  size_t ws_bytes = 0;
+  ~Impl() { if (ws) cudaFree(ws); }
+};
+CudaGemm::CudaGemm(cudaStream_t s, size_t workspace_bytes) : impl_(std::make_unique<Impl>()) {
+  impl_->s = s;
+  impl_->ws_bytes = workspace_bytes;
+  if (workspace_bytes) CUDA_CHECK(cudaMalloc(&impl_->ws, workspace_bytes));
+}
 CudaGemm::~CudaGemm() = default;
 cudaStream_t CudaGemm::stream() const { return impl_->s; }
+void* CudaGemm::workspace() const { return impl_->ws; }
+size_t CudaGemm::workspace_bytes() const { return impl_->ws_bytes; }
 void CudaGemm::gemm(bool ta, bool tb, int m, int n, int k, const bf16* A, int lda, const bf16* B, int ldb, void* D,
                     bool d_f32, int ldd, float alpha, float beta) {
   if (m <= 0 || n <= 0) return;

@@ -43,6 +43,16 @@ inline std::atomic<long> emu_launches{0};
 #undef cudaFuncSetAttribute
 #define cudaFuncSetAttribute(...) cudaSuccess
 #define cudaGetLastError() cudaSuccess
+// Kernel attributes: the emulated kernels count as built for sm_90.
+inline cudaError_t emu_cudaFuncGetAttributes(cudaFuncAttributes* a) {
+  std::memset(a, 0, sizeof(*a));
+  a->ptxVersion = 90;
+  a->binaryVersion = 90;
+  a->maxThreadsPerBlock = 1024;
+  return cudaSuccess;
+}
+#undef cudaFuncGetAttributes
+#define cudaFuncGetAttributes(attr, func) emu_cudaFuncGetAttributes(attr)
 
 inline void __syncthreads() { emu.block_bar->arrive_and_wait(); }
 inline void __syncwarp(unsigned = 0xffffffffu) { emu.warp->bar->arrive_and_wait(); }
@@ -104,12 +114,15 @@ inline void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<v
   // partial warp: its barrier counts only the threads it has (a shuffle there
   // reads the absent lanes' stale slots; on a GPU that is undefined too).
   const int nwarps = (nt + 31) / 32;
-  std::vector<float> dyn(smem / 4 + 8);
+  // Dynamic shared memory starts 128-byte aligned, as on a GPU (WMMA needs 32).
+  std::vector<float> dyn_store(smem / 4 + 8 + 32);
+  float* const dyn_base = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(dyn_store.data()) + 127) & ~uintptr_t(127));
+  const size_t dyn_n = smem / 4 + 8;
   for (unsigned bz = 0; bz < grid.z; ++bz)
     for (unsigned by = 0; by < grid.y; ++by)
       for (unsigned bx = 0; bx < grid.x; ++bx) {
-        std::fill(dyn.begin(), dyn.end(), NAN);
-        emu_dyn_smem = dyn.data();
+        std::fill(dyn_base, dyn_base + dyn_n, NAN);
+        emu_dyn_smem = dyn_base;
         std::barrier<> bar(nt);
         std::vector<EmuWarp> warps(static_cast<size_t>(nwarps));
         for (int w = 0; w < nwarps; ++w)
@@ -128,3 +141,6 @@ inline void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<v
         emu_pool().run(nt, thread_body);
       }
 }
+
+// WMMA (nvcuda::wmma) emulation; gen.py also maps `#include <mma.h>` to it.
+#include "emu_wmma.h"

@@ -167,7 +167,7 @@ void check_cuda_optimizer(Trainer& t, const Config& cfg) {
   // memory plan == what the optimizer allocated
   const OptimStateBytes planned = backend_adamw_state_bytes(cfg.optimizer, params, n_micro, Device::CUDA);
   EXPECT_EQ(opt->state_bytes(), planned.total());
-  // the whole run within plan_memory (the emulated GEMM has no 32 MiB cuBLASLt workspace)
+  // the whole run within plan_memory (the emulated GEMM allocates its cuBLASLt workspace too)
   const MemoryPlan plan = plan_memory(cfg, Device::CUDA);
   const size_t peak = emu_device_bytes_peak(), now = emu_device_bytes_in_use();
   std::printf("[ memory   ] plan %zu bytes (optimizer %zu); emulated device: %zu in use, peak %zu\n", plan.total(),

@@ -13,6 +13,7 @@ def conv(src):
     s = s.replace('#include "cuda/cuda_check.h"', '#include "emu_helpers.h"')
     s = s.replace('extern __shared__ float4 smem4[];', 'float4* smem4 = reinterpret_cast<float4*>(emu_dyn_smem);')
     s = s.replace('#include <cub/device/device_radix_sort.cuh>', '#include "emu_cub.h"')
+    s = s.replace('#include <mma.h>', '#include "emu_wmma.h"')
     pat = re.compile(r'([A-Za-z_][\w:]*(?:<[^<>;]*>)?)<<<(.*?)>>>\((.*?)\);', re.S)
     def rep(m):
         name, cfg, args = m.group(1), split_top(m.group(2)), m.group(3)
