@@ -7,6 +7,7 @@
 #      the refresh cost is its step time minus run 2's
 #   4. galore-train --estimate-memory for llama7b on a 24 GB card at
 #      micro-batches 1, 4 and 16
+#   5. run 1 with the SIMT attention fallback (GALORE_ATTENTION_SIMT=1)
 # Every run is galore-bench (src/tools/galore_bench.cpp): median step time
 # after a warm-up. One step = one micro-batch (total_batch_size = 16) so the
 # numbers compare with the PyTorch reference in ../shared/MEASURED.md.
@@ -41,6 +42,11 @@ bench llama1b-r512 configs/llama1b.json "${COMMON[@]}" optimizer.galore.rank=512
 bench llama7b-r1024-recompute configs/llama7b.json "${COMMON[@]}" optimizer.galore.rank=1024 training.recompute=true
 STEPS=${REFRESH_STEPS:-3} WARMUP=1 bench llama7b-refresh-every-step configs/llama7b.json "${COMMON[@]}" \
   optimizer.galore.rank=1024 training.recompute=true optimizer.galore.update_proj_gap=1
+
+# 5. llama1b again with the SIMT attention kernels (GALORE_ATTENTION_SIMT=1):
+#    what the tensor-core attention buys (the default path is run 1).
+GALORE_ATTENTION_SIMT=1 STEPS=4 WARMUP=2 bench llama1b-r512-simt-attention configs/llama1b.json "${COMMON[@]}" \
+  optimizer.galore.rank=512
 
 echo "=== --estimate-memory, llama7b on a 24 GB card (22.35 GiB)"
 for mb in 1 4 16; do
