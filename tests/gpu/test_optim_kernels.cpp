@@ -585,6 +585,16 @@ TEST_F(OptimKernelsGpuAdam, ReprojectMoments) {
   }
 }
 
+// G [m, n] = X [m, r] · Y [r, n] (random), rounded to bf16: its column space is what a rank-r projector must find.
+static std::vector<float> rank_r_gradient(const ProjGeom& geo) {
+  const auto X = randn_bf16(size_t(geo.m * geo.r)), Y = randn_bf16(size_t(geo.r * geo.n));
+  std::vector<float> g(size_t(geo.m * geo.n), 0.0f);
+  for (int64_t i = 0; i < geo.m; ++i)
+    for (int64_t k = 0; k < geo.r; ++k)
+      for (int64_t j = 0; j < geo.n; ++j) g[size_t(i * geo.n + j)] += X[size_t(i * geo.r + k)] * Y[size_t(k * geo.n + j)];
+  return round_bf16(g);
+}
+
 // The projector refresh goes to CudaProjectorRefresh (cuda/projector.h): the
 // subspace of an exactly rank-r gradient is found as on the CPU.
 TEST_F(OptimKernelsGpu, RefreshProjectorFindsTheSubspace) {
@@ -594,12 +604,7 @@ TEST_F(OptimKernelsGpu, RefreshProjectorFindsTheSubspace) {
   shapes.max_numel = geo.m * geo.n;
   shapes.galore = {geo};
   build(shapes, cfg);
-  const auto X = randn_bf16(size_t(geo.m * geo.r)), Y = randn_bf16(size_t(geo.r * geo.n));
-  std::vector<float> g(size_t(geo.m * geo.n), 0.0f);  // [m, n] = X [m, r] · Y [r, n]
-  for (int64_t i = 0; i < geo.m; ++i)
-    for (int64_t k = 0; k < geo.r; ++k)
-      for (int64_t j = 0; j < geo.n; ++j) g[size_t(i * geo.n + j)] += X[size_t(i * geo.r + k)] * Y[size_t(k * geo.n + j)];
-  g = round_bf16(g);
+  const std::vector<float> g = rank_r_gradient(geo);
   HostT cg(g), cA(std::vector<float>(static_cast<size_t>(geo.a_numel())));
   ck_->refresh_projector(cfg, geo, cg.t, 123, Tensor(), Tensor(), cA.t, Tensor());
   const Tensor dg = dev_of(g, DType::BF16), dA = dev({geo.m, geo.r}, DType::BF16);
@@ -630,12 +635,7 @@ TEST_F(OptimKernelsGpu, LentGradBufferLeavesTheProjectorStateAlone) {
   ASSERT_EQ(lent.numel(), shapes.max_numel);
   ASSERT_EQ(lent.dtype, DType::BF16);
   ASSERT_GE(gk_->workspace_bytes(), lent.nbytes());
-  const auto X = randn_bf16(size_t(geo.m * geo.r)), Y = randn_bf16(size_t(geo.r * geo.n));
-  std::vector<float> g(size_t(geo.m * geo.n), 0.0f);  // [m, n] = X [m, r] · Y [r, n]
-  for (int64_t i = 0; i < geo.m; ++i)
-    for (int64_t k = 0; k < geo.r; ++k)
-      for (int64_t j = 0; j < geo.n; ++j) g[size_t(i * geo.n + j)] += X[size_t(i * geo.r + k)] * Y[size_t(k * geo.n + j)];
-  g = round_bf16(g);
+  const std::vector<float> g = rank_r_gradient(geo);
   HostT cg(g), cA(std::vector<float>(static_cast<size_t>(geo.a_numel())));
   ck_->refresh_projector(cfg, geo, cg.t, 123, Tensor(), Tensor(), cA.t, Tensor());
   const Tensor G(lent.data, DType::BF16, Device::CUDA, {geo.m, geo.n});  // the target's gradient: the bottom
