@@ -6,6 +6,7 @@
 #include <regex>
 
 #include "config/config.h"
+#include "core/error.h"
 #include "train/memory_plan.h"
 
 using namespace gt;
@@ -30,6 +31,19 @@ TEST(MemoryPlan, Llama7bBenchmarkRunPlansAtMost20GiB) {
   EXPECT_LE(plan.total(), 20 * GiB) << double(plan.total()) / double(GiB) << " GiB";
   // On the CPU nothing is lent: the trainer allocates the buffer.
   EXPECT_FALSE(plan_memory(config_7b({}), Device::CPU).grads_lent);
+}
+
+TEST(MemoryPlan, Fp32OnCudaIsRefusedNotPlanned) {
+  // The CUDA backend trains bf16 weights only: a plan for fp32 would describe
+  // a run the trainer refuses, so planning refuses the same way.
+  const Config cfg = config_7b({"training.dtype=fp32"});
+  try {
+    plan_memory(cfg, Device::CUDA);
+    FAIL() << "expected a refusal";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("training.dtype=fp32"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(plan_memory(cfg, Device::CPU));
 }
 
 TEST(MemoryPlan, FitsPassesSilently) {

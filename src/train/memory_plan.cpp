@@ -10,11 +10,19 @@
 
 namespace gt {
 
+void check_cuda_dtype(const Config& cfg, Device device) {
+  if (device == Device::CUDA && cfg.training.dtype != "bf16")
+    fail("training.dtype={}: the CUDA backend trains bf16 weights (fp32 master weights are not implemented); set "
+         "training.dtype=bf16, or training.device=cpu for fp32",
+         cfg.training.dtype);
+}
+
 MemoryPlan plan_memory(const Config& cfg, Device device) {
   MemoryPlan p;
   p.config_name = cfg.logging.dir;
   p.device = device;
-  p.dtype = device == Device::CPU || cfg.training.dtype == "fp32" ? DType::F32 : DType::BF16;
+  check_cuda_dtype(cfg, device);
+  p.dtype = device == Device::CPU ? DType::F32 : DType::BF16;
   p.micro_batch = cfg.training.micro_batch_size;
   p.seq_len = cfg.training.seq_len;
   p.accum_steps = cfg.grad_accum_steps();

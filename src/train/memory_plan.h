@@ -30,7 +30,11 @@ struct MemoryPlan {
 // planned byte by byte; kept free by the fit check).
 constexpr size_t kDeviceReserveBytes = size_t(768) << 20;
 
-// For Device::CUDA the dtype is training.dtype (bf16 by default); the CPU is fp32.
+// Fails (one line, names training.dtype) when the device cannot train cfg's
+// dtype: CUDA trains bf16 weights only (no fp32 master weights yet).
+void check_cuda_dtype(const Config& cfg, Device device);
+
+// For Device::CUDA the dtype is bf16 (check_cuda_dtype refuses fp32); the CPU is fp32.
 MemoryPlan plan_memory(const Config& cfg, Device device);
 std::string format_memory_table(const MemoryPlan& plan, double device_gib);
 

@@ -81,10 +81,7 @@ Trainer::Trainer(const Config& cfg, const TrainOptions& opts) : cfg_(cfg), opts_
     }
   }
   backend_ = make_backend(cfg_.training.device);
-  if (backend_->device() == Device::CUDA && cfg_.training.dtype != "bf16")
-    fail("training.dtype={}: the CUDA backend trains bf16 weights (fp32 master weights are not implemented); set "
-         "training.dtype=bf16, or training.device=cpu for fp32",
-         cfg_.training.dtype);
+  check_cuda_dtype(cfg_, backend_->device());
   const int B = cfg_.training.micro_batch_size, T = cfg_.training.seq_len;
   check_memory_plan();
   model_ = std::make_unique<LlamaModel>(cfg_.model, *backend_, B, T, logits_workspace_rows(B * T),
