@@ -164,6 +164,14 @@ else
   record bench SKIP 0 "scripts/bench.sh not written yet"
 fi
 # ---- 5. compute-sanitizer on the kernel tests (with the time that is left) ----
+# Issue #6's "galore-train --config configs/llama7b.json starts on a GPU within
+# the memory plan": the real CLI and config, on random tokens (no C4 shards on
+# a lent machine), 3 steps; its log has the plan and the GPU's free memory.
+STEP_NOTE="llama7b.json, --synthetic-data, 3 steps"
+step llama7b_start 150 "$BUILD/bin/galore-train" --config configs/llama7b.json --synthetic-data \
+  --set training.max_steps=3 --set schedule.warmup_steps=1 --set logging.every=1 \
+  --set logging.dir="$LOGS/llama7b_run" && grep -hE "memory plan|step +3/3" "$LOGS/llama7b_start.log" | head -n 3
+
 KT=$BUILD/tests/test_kernels
 if [ -n "${SKIP_SANITIZER:-}" ]; then
   record sanitizer SKIP 0 "SKIP_SANITIZER set"

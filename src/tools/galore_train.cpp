@@ -18,7 +18,7 @@ int main(int argc, char** argv) {
   CLI::App app{"galore-train: pretrain LLaMA with GaLore (gradient low-rank projection)"};
   std::string config_path, resume, device_for_estimate = "cuda";
   std::vector<std::string> overrides;
-  bool print_config = false, estimate = false, eval_only = false;
+  bool print_config = false, estimate = false, eval_only = false, synthetic = false;
   double device_gib = 24.0;
   app.add_option("--config", config_path, "JSON config (see docs/CONFIG.md)")->required();
   app.add_option("--set", overrides, "override a key: --set optimizer.lr=0.01 (repeatable)");
@@ -27,6 +27,9 @@ int main(int argc, char** argv) {
   app.add_flag("--estimate-memory", estimate, "print the device memory plan (bf16 weights on a GPU) and exit");
   app.add_option("--device-gib", device_gib, "device memory for --estimate-memory's fit check (GiB)");
   app.add_flag("--eval-only", eval_only, "report validation loss/perplexity of --resume's checkpoint and exit");
+  app.add_flag("--synthetic-data", synthetic,
+               "train on uniform random tokens instead of data.train_shards: checks the model, the memory plan and "
+               "the speed before any data exists (no evaluation, no checkpoints)");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -42,9 +45,12 @@ int main(int argc, char** argv) {
       std::cout << std::flush;
       return 0;
     }
+    if (synthetic && (eval_only || !resume.empty()))
+      fail("--synthetic-data trains a fresh model on random tokens: it cannot be combined with --resume or --eval-only");
     TrainOptions opts;
     opts.resume = resume;
     opts.eval_only = eval_only;
+    opts.synthetic_data = synthetic;
     opts.overrides = overrides;
     Trainer trainer(cfg, opts);
     return trainer.run();

@@ -439,11 +439,13 @@ int Trainer::run() {
       metrics_.write({{"step", state_.step}, {"tokens", state_.tokens}, {"val_loss", vl}, {"val_ppl", std::exp(vl)}});
     }
     const bool stop = g_stop_signal != 0;
-    if ((cfg_.checkpoint.every > 0 && state_.step % cfg_.checkpoint.every == 0) || last || stop)
+    const bool checkpoints = !opts_.synthetic_data;  // random tokens: nothing worth resuming
+    if (checkpoints && ((cfg_.checkpoint.every > 0 && state_.step % cfg_.checkpoint.every == 0) || last || stop))
       save_checkpoint(stop ? "signal" : (last ? "final" : "periodic"));
     if (stop) {
       clear_progress();
-      spdlog::warn("stopped by signal {} after step {}; resume with --resume auto", int(g_stop_signal), state_.step);
+      spdlog::warn("stopped by signal {} after step {}{}", int(g_stop_signal), state_.step,
+                   checkpoints ? "; resume with --resume auto" : "");
       return 128 + g_stop_signal;
     }
   }

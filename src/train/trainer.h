@@ -23,8 +23,8 @@ struct TrainOptions {
   std::string resume;            // "", "auto" or a checkpoint path
   bool eval_only = false;
   std::vector<std::string> overrides;  // --set values, logged when resuming
-  bool synthetic_data = false;   // uniform random tokens instead of shards (benchmarks): no
-                                 // validation, no checkpoints, no metrics file
+  bool synthetic_data = false;   // uniform random tokens instead of shards (benchmarks,
+                                 // --synthetic-data): no validation, no checkpoints
 };
 
 // Counters that make a resume exact (saved in trainer_state.json).
