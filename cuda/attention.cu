@@ -124,7 +124,7 @@ __global__ void __launch_bounds__(kThreads)
     attention_forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int T, int NH,
                              int NKV, float scale) {
   constexpr int KS = Geom<D>::KS, DV = Geom<D>::DV;
-  extern __shared__ float4 smem4[];
+  extern __shared__ __align__(128) float4 smem4[];  // WMMA tiles need 32-byte alignment
   float* Qs = reinterpret_cast<float*>(smem4);  // [BQ][D], pre-scaled by 1/sqrt(D)
   float* Ks = Qs + BQ * D;                       // [BK][KS]
   float* Vs = Ks + BK * KS;                      // [BK][KS]
@@ -254,7 +254,7 @@ __global__ void __launch_bounds__(kThreads)
     attention_backward_dkdv_kernel(bf16* dk, bf16* dv, const bf16* dout, const bf16* q, const bf16* k, const bf16* v,
                                    const float* lse, const float* Dvec, int T, int NH, int NKV, float scale) {
   constexpr int KS = Geom<D>::KS, DV = Geom<D>::DV;
-  extern __shared__ float4 smem4[];
+  extern __shared__ __align__(128) float4 smem4[];  // WMMA tiles need 32-byte alignment
   float* Ks = reinterpret_cast<float*>(smem4);  // [BK][KS]
   float* Vs = Ks + BK * KS;                      // [BK][KS]
   float* Qs = Vs + BK * KS;                      // [BQ][D]
@@ -350,7 +350,7 @@ __global__ void __launch_bounds__(kThreads)
     attention_backward_dq_kernel(bf16* dq, const bf16* dout, const bf16* q, const bf16* k, const bf16* v,
                                  const float* lse, const float* Dvec, int T, int NH, int NKV, float scale) {
   constexpr int KS = Geom<D>::KS, DV = Geom<D>::DV;
-  extern __shared__ float4 smem4[];
+  extern __shared__ __align__(128) float4 smem4[];  // WMMA tiles need 32-byte alignment
   float* Qs = reinterpret_cast<float*>(smem4);  // [BQ][D]
   float* dOs = Qs + BQ * D;                      // [BQ][D]
   float* Ks = dOs + BQ * D;                      // [BK][KS]
@@ -567,7 +567,7 @@ __global__ void __launch_bounds__(kTcThreads)
   __trap();
 #else
   constexpr int LD = TcGeom<D>::LD, ND = D / 16;
-  extern __shared__ float4 smem4[];
+  extern __shared__ __align__(128) float4 smem4[];  // WMMA tiles need 32-byte alignment
   bf16* Ks = reinterpret_cast<bf16*>(smem4);               // [TK][LD]; before the loop, with Vs: Q [TQ][LD]
   bf16* Vs = Ks + TK * LD;                                 // [TK][LD]
   float* Sw = reinterpret_cast<float*>(Vs + TK * LD);      // this warp's S / staging tile [16][SL] (set below)
@@ -679,7 +679,7 @@ __global__ void __launch_bounds__(kTcThreads)
   __trap();
 #else
   constexpr int LD = TcGeom<D>::LD, ND = D / 16;
-  extern __shared__ float4 smem4[];
+  extern __shared__ __align__(128) float4 smem4[];  // WMMA tiles need 32-byte alignment
   bf16* Qs = reinterpret_cast<bf16*>(smem4);                  // [TQ][LD]
   bf16* dOs = Qs + TQ * LD;                                   // [TQ][LD]
   bf16* Ks = dOs + TQ * LD;                                   // [TK][LD]
@@ -760,7 +760,7 @@ __global__ void __launch_bounds__(kTcThreads)
   __trap();
 #else
   constexpr int LD = TcGeom<D>::LD, ND = D / 16;
-  extern __shared__ float4 smem4[];
+  extern __shared__ __align__(128) float4 smem4[];  // WMMA tiles need 32-byte alignment
   bf16* Ks = reinterpret_cast<bf16*>(smem4);                   // [UK][LD]
   bf16* Vs = Ks + UK * LD;                                     // [UK][LD]
   bf16* Qs = Vs + UK * LD;                                     // [UQ][LD]

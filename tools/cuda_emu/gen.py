@@ -12,6 +12,8 @@ def conv(src):
     s = open(src).read()
     s = s.replace('#include "cuda/cuda_check.h"', '#include "emu_helpers.h"')
     s = s.replace('extern __shared__ float4 smem4[];', 'float4* smem4 = reinterpret_cast<float4*>(emu_dyn_smem);')
+    s = s.replace('extern __shared__ __align__(128) float4 smem4[];',
+                  'float4* smem4 = reinterpret_cast<float4*>(emu_dyn_smem);  // 128-byte aligned (emu_prelude.h)')
     s = s.replace('#include <cub/device/device_radix_sort.cuh>', '#include "emu_cub.h"')
     s = s.replace('#include <mma.h>', '#include "emu_wmma.h"')
     pat = re.compile(r'([A-Za-z_][\w:]*(?:<[^<>;]*>)?)<<<(.*?)>>>\((.*?)\);', re.S)
