@@ -20,16 +20,13 @@
 #include "optim/backend_adamw.h"
 #include "optim/optimizer.h"
 
+#include "test_util.h"
+
 using namespace gt;
 
 namespace {
 
-std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.0f) {
-  Rng rng(seed);
-  std::vector<float> x(n);
-  for (auto& v : x) v = scale * float(rng.normal());
-  return x;
-}
+using test::randn;
 
 std::vector<ParamInfo> params_for(bool galore) {
   return {{"model.embed_tokens.weight", ParamKind::Embedding, 100, 48, false},

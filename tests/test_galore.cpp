@@ -16,16 +16,13 @@
 #include "optim/galore_fixture.h"
 #include "optim/memory.h"
 
+#include "test_util.h"
+
 using namespace gt;
 
 namespace {
 
-std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.0f) {
-  Rng rng(seed);
-  std::vector<float> x(n);
-  for (auto& v : x) v = scale * float(rng.normal());
-  return x;
-}
+using test::randn;
 
 // A low-rank-ish gradient [m, n] that changes slowly with `step` (so that the
 // top subspace is well defined and drifts), different per `seed`.

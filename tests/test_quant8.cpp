@@ -15,16 +15,13 @@
 #include "optim/basic.h"
 #include "optim/memory.h"
 
+#include "test_util.h"
+
 using namespace gt;
 
 namespace {
 
-std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.0f) {
-  Rng rng(seed);
-  std::vector<float> x(n);
-  for (auto& v : x) v = scale * float(rng.normal());
-  return x;
-}
+using test::randn;
 
 StepInfo step_info(int64_t step, double lr, int micro = 0, int n_micro = 1) {
   return StepInfo{step, lr, 1.0, 0.0, micro, n_micro};
