@@ -49,32 +49,11 @@ FLAGS="-std=c++20 -O1 -g $SANFLAGS -fopenmp -Wno-stringop-overflow -I$HERE -I$RO
 SRCS="$OUT/projector_emu.cpp $HERE/emu_blas_solver.cpp $ROOT/src/optim/projector.cpp
   $ROOT/tests/gpu/test_projector_cuda.cpp $HERE/emu_projector_extra_test.cpp"
 
-# Up to date: the object exists and is newer than its source and every header it included.
-fresh() {
-  local o=$1 s=$2 d=${1%.o}.d
-  [ -f "$o" ] && [ -f "$d" ] || return 1
-  [ "$s" -nt "$o" ] && return 1
-  for h in $(sed -e 's/^[^:]*://' -e 's/\\$//' "$d"); do
-    [ "$h" -nt "$o" ] && return 1
-  done
-  return 0
-}
-pids=()
-objs=()
-for s in $SRCS; do
-  rel=${s#"$ROOT"/}
-  o=obj/$(echo "${rel%.cpp}" | tr '/' '_').o
-  objs+=("$o")
-  if ! fresh "$o" "$s"; then
-    g++ $FLAGS -MMD -c "$s" -o "$o" &
-    pids+=($!)
-    if [ ${#pids[@]} -ge "$JOBS" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
-  fi
-done
-for p in "${pids[@]}"; do wait "$p"; done
+source "$HERE/emu_build.bash"
+emu_compile
 # -llapack -lblas: the system's Fortran LAPACK / BLAS for the emulated
 # cuBLAS / cuSOLVER (emu_blas_solver.cpp); lapacke for the CPU reference.
-g++ $SANFLAGS -fopenmp "${objs[@]}" -o emu_projector_test -lgtest -lgtest_main -lspdlog -lfmt -lpthread \
+g++ $SANFLAGS -fopenmp "${OBJS[@]}" -o emu_projector_test -lgtest -lgtest_main -lspdlog -lfmt -lpthread \
   $(pkg-config --libs lapacke) -llapack -lblas -L/usr/local/cuda/lib64 -lcudart
 # One BLAS thread: deterministic sums (RunsAreBitIdentical) and the 2-core budget.
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}

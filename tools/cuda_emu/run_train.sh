@@ -43,30 +43,9 @@ HOST=$(ls "$ROOT"/src/{core,config,model,backend,optim,data,train,checkpoint}/*.
 SRCS="$(ls "$OUT"/*_emu.cpp) $HERE/emu_gemm.cpp $HERE/emu_blas_solver.cpp $HOST $HERE/emu_train_test.cpp
   $ROOT/tests/gpu/test_optim_kernels.cpp"
 
-# Up to date: the object exists and is newer than its source and every header it included.
-fresh() {
-  local o=$1 s=$2 d=${1%.o}.d
-  [ -f "$o" ] && [ -f "$d" ] || return 1
-  [ "$s" -nt "$o" ] && return 1
-  for h in $(sed -e 's/^[^:]*://' -e 's/\\$//' "$d"); do
-    [ "$h" -nt "$o" ] && return 1
-  done
-  return 0
-}
-pids=()
-objs=()
-for s in $SRCS; do
-  rel=${s#"$ROOT"/}
-  o=obj/$(echo "${rel%.cpp}" | tr '/' '_').o
-  objs+=("$o")
-  if ! fresh "$o" "$s"; then
-    g++ $FLAGS -MMD -c "$s" -o "$o" &
-    pids+=($!)
-    if [ ${#pids[@]} -ge "$(nproc)" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
-  fi
-done
-for p in "${pids[@]}"; do wait "$p"; done
-g++ $SANFLAGS -fopenmp "${objs[@]}" -o emu_train_test -lgtest -lgtest_main -lspdlog -lfmt -lpthread -lz \
+source "$HERE/emu_build.bash"
+emu_compile
+g++ $SANFLAGS -fopenmp "${OBJS[@]}" -o emu_train_test -lgtest -lgtest_main -lspdlog -lfmt -lpthread -lz \
   $(pkg-config --libs sentencepiece lapacke openblas) -llapack -lblas -L/usr/local/cuda/lib64 -lcudart
 cd "$ROOT"  # the test reads configs/tiny.json
 exec "$OUT/emu_train_test" "$@"
