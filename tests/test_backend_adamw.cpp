@@ -102,20 +102,7 @@ Weights init(const std::vector<ParamInfo>& params) {
   return w;
 }
 
-// The checkpoint tensors of an optimizer, by name.
-std::map<std::string, std::vector<uint8_t>> state_of(const Optimizer& opt, const std::string& path) {
-  SafetensorsWriter out;
-  opt.save_state(out);
-  out.write(path);
-  SafetensorsFile f = SafetensorsFile::open(path);
-  std::map<std::string, std::vector<uint8_t>> m;
-  for (const std::string& name : f.names()) {
-    const StTensor& t = f.get(name);
-    m[name] = std::vector<uint8_t>(t.data, t.data + t.nbytes);
-  }
-  std::filesystem::remove(path);
-  return m;
-}
+using test::state_of;
 
 std::string tmp_path(const std::string& name) {
   // The pid keeps tests that ctest runs in parallel processes off each other's files.

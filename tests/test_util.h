@@ -1,9 +1,14 @@
 // Helpers shared by the CPU tests.
 #pragma once
 #include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "core/rng.h"
+#include "core/safetensors.h"
+#include "optim/optimizer.h"
 
 namespace gt::test {
 
@@ -13,6 +18,24 @@ inline std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.0f) {
   std::vector<float> x(n);
   for (auto& v : x) v = scale * float(rng.normal());
   return x;
+}
+
+// An optimizer's checkpoint tensors by name (raw bytes), through a save to
+// `path` (removed afterwards unless keep_file): what two optimizers must agree
+// on bit for bit.
+inline std::map<std::string, std::vector<uint8_t>> state_of(const Optimizer& opt, const std::string& path,
+                                                             bool keep_file = false) {
+  SafetensorsWriter out;
+  opt.save_state(out);
+  out.write(path);
+  SafetensorsFile f = SafetensorsFile::open(path);
+  std::map<std::string, std::vector<uint8_t>> m;
+  for (const std::string& name : f.names()) {
+    const StTensor& t = f.get(name);
+    m[name] = std::vector<uint8_t>(t.data, t.data + t.nbytes);
+  }
+  if (!keep_file) std::filesystem::remove(path);
+  return m;
 }
 
 }  // namespace gt::test

@@ -44,6 +44,7 @@
 #include "optim/optimizer.h"
 #include "train/memory_plan.h"
 #include "train/trainer.h"
+#include "tests/test_util.h"
 
 using namespace gt;
 
@@ -91,18 +92,7 @@ Config micro_config(const std::string& device, const std::vector<std::string>& e
   return load_config("configs/tiny.json", o);
 }
 
-std::map<std::string, std::vector<uint8_t>> state_of(const Optimizer& opt, const std::string& path) {
-  SafetensorsWriter out;
-  opt.save_state(out);
-  out.write(path);
-  SafetensorsFile f = SafetensorsFile::open(path);
-  std::map<std::string, std::vector<uint8_t>> m;
-  for (const std::string& name : f.names()) {
-    const StTensor& t = f.get(name);
-    m[name] = std::vector<uint8_t>(t.data, t.data + t.nbytes);
-  }
-  return m;
-}
+using test::state_of;
 
 std::string tmp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("gt_emu_train_" + std::to_string(::getpid()) + "_" + name))
@@ -175,7 +165,7 @@ void check_cuda_optimizer(Trainer& t, const Config& cfg) {
   EXPECT_LE(peak, plan.total());
 
   // save -> load into a fresh optimizer on the same backend: bit for bit
-  const auto saved = state_of(*opt, tmp_path("a.st"));
+  const auto saved = state_of(*opt, tmp_path("a.st"), /*keep_file=*/true);  // loaded below
   auto fresh = make_train_optimizer(cfg.optimizer, params, t.backend(), n_micro);
   {
     SafetensorsFile f = SafetensorsFile::open(tmp_path("a.st"));
