@@ -17,17 +17,10 @@
 
 namespace gt {
 
-// splitmix64's finalizer: a bijective 64-bit mix.
-GT_HD uint64_t sketch_mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 // Standardized Irwin-Hall(4): sum of four uniform integers in [0, 65535],
 // mean 131070, variance 4·(65536²−1)/12; the sum fits a float exactly.
 GT_HD float sketch_normal(uint64_t seed, uint64_t idx) {
-  const uint64_t h = sketch_mix64(sketch_mix64(seed) + (idx + 1) * 0x9e3779b97f4a7c15ULL);
+  const uint64_t h = counter_random64(seed, idx);
   const int32_t s = int32_t(h & 0xffffu) + int32_t((h >> 16) & 0xffffu) + int32_t((h >> 32) & 0xffffu) +
                     int32_t(h >> 48);
   return float(s - 131070) * 2.6428998e-05f;  // 1 / sqrt(4·(65536²−1)/12)
@@ -35,6 +28,6 @@ GT_HD float sketch_normal(uint64_t seed, uint64_t idx) {
 
 // Seed of the second (right) refresh of a `full` projection, so A's and B's
 // sketches are independent.
-GT_HD uint64_t sketch_seed_right(uint64_t seed) { return sketch_mix64(seed ^ 0x5bd1e9955bd1e995ULL); }
+GT_HD uint64_t sketch_seed_right(uint64_t seed) { return splitmix64_mix(seed ^ 0x5bd1e9955bd1e995ULL); }
 
 }  // namespace gt

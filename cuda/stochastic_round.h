@@ -39,19 +39,8 @@ GT_HD float sr_bits_f32(uint32_t u) {
 #endif
 }
 
-// SplitMix64's output function (Steele, Lea, Flood 2014): a bijective 64-bit mixer.
-GT_HD uint64_t sr_mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// 16 uniform random bits for element `index` under `seed`: the index-th output
-// of a SplitMix64 stream whose state starts at mix(seed) (the extra mix keeps
-// nearby seeds, e.g. step counters, from giving shifted copies of one stream).
-GT_HD uint32_t sr_random16(uint64_t seed, uint64_t index) {
-  return uint32_t(sr_mix64(sr_mix64(seed) + (index + 1) * 0x9E3779B97F4A7C15ull) >> 48);
-}
+// 16 uniform random bits for element `index` under `seed` (counter_random64's top bits).
+GT_HD uint32_t sr_random16(uint64_t seed, uint64_t index) { return uint32_t(counter_random64(seed, index) >> 48); }
 
 // bf16 bits of x rounded stochastically with 16 random bits `r`. NaN stays a
 // (quiet) NaN, +-inf and values already representable in bf16 are unchanged
