@@ -50,10 +50,11 @@ std::vector<BufferSpec> step_scratch_specs(const OptimizerConfig& cfg, const Scr
   return specs;
 }
 
-OptimShapes optim_shapes(const OptimizerConfig& cfg, const std::vector<ParamInfo>& params, DType proj_dtype) {
+OptimShapes optim_shapes(const OptimizerConfig& cfg, const std::vector<ParamInfo>& params, Device device,
+                         DType proj_dtype) {
   OptimShapes sh;
   sh.step_scratch_bytes = arena_bytes(step_scratch_specs(cfg, scratch_sizes(cfg, params), proj_dtype));
-  sh.lend_grad_buffer = cfg.per_layer_updates;  // honoured by kernels that can (CUDA)
+  sh.lend_grad_buffer = backend_adamw_lends_grad_buffer(cfg, device);
   for (const ParamInfo& p : params) {
     sh.max_numel = std::max(sh.max_numel, p.numel());
     ProjGeom g;
@@ -118,7 +119,7 @@ OptimStateBytes backend_adamw_state_bytes(const OptimizerConfig& cfg, const std:
     else
       b.workspace += bytes;
   }
-  b.workspace += optim_kernels_workspace_bytes(device, optim_shapes(cfg, params, pd), cfg.galore);
+  b.workspace += optim_kernels_workspace_bytes(device, optim_shapes(cfg, params, device, pd), cfg.galore);
   return b;
 }
 
@@ -131,7 +132,7 @@ BackendAdamW::BackendAdamW(const OptimizerConfig& cfg, const std::vector<ParamIn
       slots_(params.size()) {
   const bool scratch_in_kernels = step_scratch_in_kernels(backend.device());
   const auto specs = backend_adamw_specs(cfg, params, n_micro, backend.compute_dtype(), scratch_in_kernels);
-  k_ = make_optim_kernels(backend, optim_shapes(cfg, params, backend.compute_dtype()), cfg.galore);
+  k_ = make_optim_kernels(backend, optim_shapes(cfg, params, backend.device(), backend.compute_dtype()), cfg.galore);
   GT_ASSERT(k_->proj_dtype() == backend.compute_dtype());
   const std::vector<Tensor> views = arena_.allocate(backend, specs);
   size_t i = 0;  // walks the views in spec order
