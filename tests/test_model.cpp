@@ -73,7 +73,7 @@ TEST_P(ModelGrad, EveryParameterMatchesFiniteDifferences) {
     const ParamInfo& p = model.params()[size_t(i)];
     const float* padded = grads.grad(i).f32();
     std::vector<float> g(size_t(p.hf_numel()));
-    unpad_param(p, padded, g.data());
+    unpad_param(p, sizeof(float), padded, g.data());
     for (int64_t r = 0; r < p.rows; ++r)
       for (int64_t c = 0; c < p.cols; ++c)
         if (r >= p.hf_rows() || c >= p.hf_cols()) ASSERT_EQ(padded[r * p.cols + c], 0.0f) << p.name;
@@ -110,6 +110,32 @@ TEST(Model, SharedBufferSinkSeesTheSameGradients) {
   EXPECT_EQ(int(order.size()), model.num_params());  // every weight exactly once
   EXPECT_EQ(order.front(), model.num_params() - 1);  // lm_head first
   EXPECT_EQ(order.back(), 0);                        // embeddings last
+}
+
+TEST(Model, PaddedWeightsLeaveInTheHfShape) {
+  // I = 20 is held as 24: values and raw bytes come out in the HF shape and
+  // go back in exactly; the padding stays zero in memory.
+  const Shape s{13, 12, 20, 1, 2, 1, 1, 4};
+  auto be = make_cpu_backend();
+  LlamaModel a(make_cfg(s), *be, s.B, s.T), b(make_cfg(s), *be, s.B, s.T);
+  a.init_random(7);
+  int padded = 0;
+  for (int i = 0; i < a.num_params(); ++i) {
+    const ParamInfo& p = a.params()[size_t(i)];
+    if (p.numel() == p.hf_numel()) continue;
+    ++padded;
+    ASSERT_EQ(a.weight_file_bytes(i), size_t(p.hf_numel()) * sizeof(float)) << p.name;
+    std::vector<char> bytes(a.weight_file_bytes(i));
+    a.download_weight_bytes(i, bytes.data());
+    b.upload_weight_bytes(i, bytes.data());
+    EXPECT_EQ(a.get_weight(i), b.get_weight(i)) << p.name;
+    EXPECT_EQ(0, std::memcmp(bytes.data(), a.get_weight(i).data(), bytes.size())) << p.name;
+    const float* raw = b.weight(i).f32();
+    for (int64_t r = 0; r < p.rows; ++r)
+      for (int64_t c = 0; c < p.cols; ++c)
+        if (r >= p.hf_rows() || c >= p.hf_cols()) ASSERT_EQ(raw[r * p.cols + c], 0.0f) << p.name;
+  }
+  EXPECT_EQ(padded, 3);  // gate, up, down
 }
 
 TEST(Model, RecomputeGivesBitIdenticalGradientsWithLessMemory) {

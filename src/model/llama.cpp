@@ -188,7 +188,7 @@ void LlamaModel::set_weight(int i, const float* values) {
   const ParamInfo& p = params_[size_t(i)];
   if (p.numel() == p.hf_numel()) return be_.upload_f32(weights_[size_t(i)], values);
   std::vector<float> padded(size_t(p.numel()));
-  pad_param(p, values, padded.data());
+  pad_param(p, sizeof(float), values, padded.data());
   be_.upload_f32(weights_[size_t(i)], padded.data());
 }
 
@@ -198,7 +198,7 @@ std::vector<float> LlamaModel::get_weight(int i) const {
   be_.download_f32(padded.data(), weights_[size_t(i)]);
   if (p.numel() == p.hf_numel()) return padded;
   std::vector<float> out(size_t(p.hf_numel()));
-  unpad_param(p, padded.data(), out.data());
+  unpad_param(p, sizeof(float), padded.data(), out.data());
   return out;
 }
 
@@ -206,27 +206,14 @@ size_t LlamaModel::weight_file_bytes(int i) const {
   return size_t(params_[size_t(i)].hf_numel()) * dtype_size(weights_[size_t(i)].dtype);
 }
 
-// Raw device-dtype copies through a host buffer of the padded size. The
-// element type only carries the width (bf16 or fp32 bits are copied as is).
-template <typename T>
-static void copy_unpadded_bytes(const ParamInfo& p, const void* padded, void* hf) {
-  unpad_param(p, static_cast<const T*>(padded), static_cast<T*>(hf));
-}
-template <typename T>
-static void copy_padded_bytes(const ParamInfo& p, const void* hf, void* padded) {
-  pad_param(p, static_cast<const T*>(hf), static_cast<T*>(padded));
-}
-
+// Raw device-dtype copies go through a host buffer of the padded size.
 void LlamaModel::download_weight_bytes(int i, void* dst) const {
   const ParamInfo& p = params_[size_t(i)];
   const Tensor& w = weights_[size_t(i)];
   if (p.numel() == p.hf_numel()) return be_.download(dst, w.data, w.nbytes());
   std::vector<char> padded(w.nbytes());
   be_.download(padded.data(), w.data, w.nbytes());
-  if (dtype_size(w.dtype) == 2)
-    copy_unpadded_bytes<uint16_t>(p, padded.data(), dst);
-  else
-    copy_unpadded_bytes<uint32_t>(p, padded.data(), dst);
+  unpad_param(p, dtype_size(w.dtype), padded.data(), dst);
 }
 
 void LlamaModel::upload_weight_bytes(int i, const void* src) {
@@ -234,10 +221,7 @@ void LlamaModel::upload_weight_bytes(int i, const void* src) {
   const Tensor& w = weights_[size_t(i)];
   if (p.numel() == p.hf_numel()) return be_.upload(w.data, src, w.nbytes());
   std::vector<char> padded(w.nbytes());
-  if (dtype_size(w.dtype) == 2)
-    copy_padded_bytes<uint16_t>(p, src, padded.data());
-  else
-    copy_padded_bytes<uint32_t>(p, src, padded.data());
+  pad_param(p, dtype_size(w.dtype), src, padded.data());
   be_.upload(w.data, padded.data(), w.nbytes());
 }
 

@@ -3,6 +3,7 @@
 // both with per-layer updates inside backward and with a full-gradient step.
 #pragma once
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,19 +40,20 @@ struct ParamInfo {
 };
 
 // Copies between the unpadded (HF) row-major layout and the padded in-memory
-// one. The padding is written as zeros.
-template <typename T>
-void pad_param(const ParamInfo& p, const T* hf, T* padded) {
-  const int64_t hr = p.hf_rows(), hc = p.hf_cols();
-  for (int64_t r = 0; r < p.rows; ++r)
-    for (int64_t c = 0; c < p.cols; ++c)
-      padded[r * p.cols + c] = r < hr && c < hc ? hf[r * hc + c] : T{};
+// one, for elements of elem_bytes bytes (fp32 values or raw bf16 bits alike).
+// The padding is written as zero bytes (0.0 in fp32 and bf16).
+inline void pad_param(const ParamInfo& p, size_t elem_bytes, const void* hf, void* padded) {
+  const size_t hf_row = size_t(p.hf_cols()) * elem_bytes, row = size_t(p.cols) * elem_bytes;
+  std::memset(padded, 0, size_t(p.numel()) * elem_bytes);
+  for (int64_t r = 0; r < p.hf_rows(); ++r)
+    std::memcpy(static_cast<char*>(padded) + size_t(r) * row, static_cast<const char*>(hf) + size_t(r) * hf_row,
+                hf_row);
 }
-template <typename T>
-void unpad_param(const ParamInfo& p, const T* padded, T* hf) {
-  const int64_t hr = p.hf_rows(), hc = p.hf_cols();
-  for (int64_t r = 0; r < hr; ++r)
-    for (int64_t c = 0; c < hc; ++c) hf[r * hc + c] = padded[r * p.cols + c];
+inline void unpad_param(const ParamInfo& p, size_t elem_bytes, const void* padded, void* hf) {
+  const size_t hf_row = size_t(p.hf_cols()) * elem_bytes, row = size_t(p.cols) * elem_bytes;
+  for (int64_t r = 0; r < p.hf_rows(); ++r)
+    std::memcpy(static_cast<char*>(hf) + size_t(r) * hf_row, static_cast<const char*>(padded) + size_t(r) * row,
+                hf_row);
 }
 
 struct StepInfo {

@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
         const auto& p = model.params()[size_t(i)];
         std::vector<float> padded(size_t(p.numel())), g(size_t(p.hf_numel()));
         backend->download_f32(padded.data(), grads.grad(i));
-        unpad_param(p, padded.data(), g.data());
+        unpad_param(p, sizeof(float), padded.data(), g.data());
         check("grad." + p.name, rel_err(g, ref.get("grad." + p.name).to_f64()), tol_grad);
         if (p.numel() != p.hf_numel()) {  // alignment padding (llama_ffn_width): its gradient must be exactly 0
           double pad_abs = 0;
