@@ -111,6 +111,45 @@ TEST(Projector, ExactSvdProjectsOntoTopSubspace) {
   }
 }
 
+// R from the factors of G = dyᵀ·x equals R from G, for chunks that do and do
+// not divide the token count, with and without accumulation; full is refused.
+TEST(Projector, FactoredProjectionEqualsProjectingTheGradient) {
+  const int64_t N = 37;
+  for (const char* type : {"left", "right"}) {
+    for (int64_t chunk : {int64_t(16), int64_t(37), int64_t(64)}) {
+      const ProjGeom geo = make_proj_geom(type, 23, 19, 5);
+      SCOPED_TRACE(std::string(type) + " chunk " + std::to_string(chunk));
+      Rng rng(static_cast<uint64_t>(chunk));
+      auto rnd = [&](int64_t n) {
+        std::vector<float> v(static_cast<size_t>(n));
+        for (float& x : v) x = float(rng.normal());
+        return v;
+      };
+      const auto A = rnd(std::max<int64_t>(geo.a_numel(), 1)), B = rnd(std::max<int64_t>(geo.b_numel(), 1));
+      const auto dy = rnd(N * geo.m), x = rnd(N * geo.n), R0 = rnd(geo.numel());
+      // G [m, n] = dyᵀ·x in fp64, then rounded
+      std::vector<float> G(size_t(geo.m * geo.n));
+      for (int64_t i = 0; i < geo.m; ++i)
+        for (int64_t j = 0; j < geo.n; ++j) {
+          double acc = 0;
+          for (int64_t t = 0; t < N; ++t) acc += double(dy[size_t(t * geo.m + i)]) * x[size_t(t * geo.n + j)];
+          G[size_t(i * geo.n + j)] = float(acc);
+        }
+      std::vector<float> want(size_t(geo.numel())), got(size_t(geo.numel()), NAN), tmp(size_t(chunk * geo.r));
+      galore_project(geo, A.data(), B.data(), G.data(), want.data());
+      galore_project_factors(geo, A.data(), B.data(), dy.data(), x.data(), N, tmp.data(), chunk, got.data(), false);
+      double num = 0, den = 0;
+      for (size_t i = 0; i < want.size(); ++i) num += std::pow(got[i] - want[i], 2), den += std::pow(want[i], 2);
+      EXPECT_LT(std::sqrt(num / den), 1e-5);
+      got = R0;  // accumulate onto existing values
+      galore_project_factors(geo, A.data(), B.data(), dy.data(), x.data(), N, tmp.data(), chunk, got.data(), true);
+      for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], R0[i] + want[i], 1e-4 * (1 + std::abs(want[i])));
+    }
+  }
+  EXPECT_FALSE(galore_factors_supported(make_proj_geom("full", 23, 19, 5)));
+  EXPECT_TRUE(galore_factors_supported(make_proj_geom("std", 23, 19, 5)));
+}
+
 TEST(Projector, SketchIsCounterBasedAndStandardized) {
   // A pure function of (seed, index): same inputs, same bits; another seed or
   // index, another value. Moments of the standardized Irwin-Hall(4).

@@ -1,6 +1,8 @@
 // Trainer-level equivalences on the sample shards (data/sample/shards, made
 // by scripts/setup.sh / data_tools/prepare_sample.sh):
-//  - per-layer updates == all-at-once steps, bit for bit (adamw, galore_adamw)
+//  - per-layer updates == all-at-once steps, bit for bit (adamw, galore_adamw;
+//    GaLore with the gradient formed, factored_projection=false)
+//  - GaLore's factored projection == forming the gradient, to fp32 rounding
 //  - gradient accumulation == one big micro-batch (per-layer adamw)
 //  - the same seed and config give a bit-identical run
 //  - gradient clipping is applied in both modes
@@ -11,6 +13,7 @@
 #include <filesystem>
 
 #include "config/config.h"
+#include "optim/backend_adamw.h"
 #include "train/trainer.h"
 
 using namespace gt;
@@ -60,12 +63,44 @@ class PerLayer : public ::testing::TestWithParam<std::string> {};
 TEST_P(PerLayer, MatchesAllAtOnceBitForBit) {
   const std::string opt = "optimizer.name=" + GetParam();
   auto a = run_steps(small_config({opt, "optimizer.per_layer_updates=false"}), 5);
-  auto b = run_steps(small_config({opt, "optimizer.per_layer_updates=true"}), 5);
+  auto b = run_steps(small_config({opt, "optimizer.per_layer_updates=true", "optimizer.galore.factored_projection=false"}), 5);
   ASSERT_EQ(a.size(), b.size());
   for (size_t p = 0; p < a.size(); ++p) ASSERT_EQ(a[p], b[p]) << "parameter " << p;
 }
 INSTANTIATE_TEST_SUITE_P(Optimizers, PerLayer, ::testing::Values("adamw", "galore_adamw", "adamw8bit",
                                                                   "galore_adamw8bit"));
+
+// Per-layer GaLore between refreshes projects from the factors (dY, X) of each
+// weight gradient: the same run as forming G, up to fp32 summation order, with
+// refreshes (gap 3) and with 2 micro-batches per step.
+TEST(Trainer, FactoredProjectionMatchesFormingTheGradient) {
+  for (const char* opt : {"optimizer.name=galore_adamw", "optimizer.name=galore_adamw8bit"})
+    for (const char* batch : {"training.total_batch_size=4", "training.total_batch_size=8"}) {
+      SCOPED_TRACE(std::string(opt) + " " + batch);
+      auto run = [&](bool factored, int64_t* calls) {
+        Trainer t(small_config({opt, batch, "optimizer.per_layer_updates=true", "optimizer.weight_decay=0.1",
+                                factored ? "optimizer.galore.factored_projection=true"
+                                         : "optimizer.galore.factored_projection=false"}),
+                  {});
+        for (int i = 0; i < 7; ++i) t.train_step();
+        *calls = dynamic_cast<const BackendAdamW&>(t.optimizer()).factored_projections();
+        std::vector<std::vector<float>> w;
+        for (int p = 0; p < t.model().num_params(); ++p) w.push_back(t.model().get_weight(p));
+        return w;
+      };
+      int64_t calls_formed = -1, calls_factored = -1;
+      const auto formed = run(false, &calls_formed);
+      const auto factored = run(true, &calls_factored);
+      EXPECT_EQ(calls_formed, 0);
+      // 7 GaLore targets × 2 layers × micro-batches, except micro-batch 0 of the refresh steps 0, 3, 6
+      const int64_t n_micro = std::string(batch).back() == '8' ? 2 : 1;
+      EXPECT_EQ(calls_factored, 14 * (7 * n_micro - 3));
+      const double d = max_rel_diff(factored, formed);
+      EXPECT_LT(d, std::string(opt).find("8bit") != std::string::npos ? 1e-3 : 1e-5);
+      if (std::getenv("GT_TEST_VERBOSE")) std::printf("    %s %s: max rel diff %.3e\n", opt, batch, d);
+      EXPECT_GT(d, 0.0) << "identical bits: the factored path did not run";
+    }
+}
 
 TEST(Trainer, AccumulationMatchesOneBigMicroBatch) {
   for (const char* per_layer : {"optimizer.per_layer_updates=true", "optimizer.per_layer_updates=false"}) {

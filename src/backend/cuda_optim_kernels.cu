@@ -8,7 +8,9 @@
 // Per op:
 //   copy               cudaMemcpyAsync
 //   project            1 cuBLASLt GEMM (Left/Right), 2 for Both via a bf16 [r, n] intermediate
-//   project_back       same
+//   project_factors    per chunk of tokens (tmp's rows) 2 cuBLASLt GEMMs: T = dy·A (x·Bᵀ) in bf16 [chunk, r],
+//                      then R (+)= Tᵀ·x (dyᵀ·T) in fp32 (no [m, n] gradient)
+//   project_back       same as project
 //   accumulate         1 elementwise kernel
 //   clip_and_stats     3 kernels: per-block partial sums (fixed grid), 1-block fixed-order
 //                      final sum (+= the running totals on the device), scale (reads ‖g‖² there)
@@ -29,7 +31,7 @@
 //   stats       DevStats (running ‖g‖², non-finite count, this tensor's ‖g‖²)
 //   partials    kStatBlocks × (double + uint64) for clip_and_stats
 //   proj_state  the projector's persistent state (kProjectorStateBytes), when there are GaLore targets
-//   -- transient: used only inside one on_grad call --
+//   -- transient: used only inside one on_grad call (or from on_grad_factors to its on_grad) --
 //   grad        bf16 [max GaLore numel], only when lending the gradient buffer (shapes.lend_grad_buffer)
 //   full_tmp    bf16 [max r·n over proj_type full targets] (the Both intermediate)
 //   reproject   2 × fp32 [max rows·cols over GaLore targets], only for moments_on_refresh=reproject
@@ -293,6 +295,39 @@ class CudaOptimKernels final : public OptimKernels {
         rm_gemm(true, false, geo.r, geo.n, geo.m, bf(A), bf(g), T, false, 0.0f);
         rm_gemm(false, true, geo.r, geo.r, geo.n, T, bf(B), R.data, true, beta);
         break;
+      }
+    }
+  }
+
+  // Per chunk of `chunk` tokens: T = dy_c·A (or x_c·Bᵀ) in bf16, then R += Tᵀ·x_c (or dy_cᵀ·T), fp32.
+  void project_factors(const ProjGeom& geo, const Tensor& A, const Tensor& B, const Tensor& dy, const Tensor& x,
+                       const Tensor& tmp, const Tensor& R, bool accumulate) override {
+    const char* op = "project_factors";
+    if (!galore_factors_supported(geo)) fail("cuda optimizer kernels: project_factors: proj_type full is not supported");
+    expect_cuda(dy, DType::BF16, op, "dy");
+    expect_cuda(x, DType::BF16, op, "x");
+    expect_cuda(tmp, DType::BF16, op, "tmp");
+    expect_cuda(R, DType::F32, op, "R");
+    const int64_t N = geo.m ? dy.numel() / geo.m : 0;
+    expect_numel(dy, N * geo.m, op, "dy");
+    expect_numel(x, N * geo.n, op, "x");
+    expect_numel(R, geo.numel(), op, "R");
+    check_projector(geo, A, B, op);
+    const int64_t chunk = geo.r ? tmp.numel() / geo.r : 0;
+    if (chunk <= 0) fail("cuda optimizer kernels: project_factors: tmp [{}] holds no row of rank {}", tmp.numel(), geo.r);
+    bf16* T = static_cast<bf16*>(tmp.data);  // [rows, r]
+    if (N == 0 && !accumulate) CUDA_CHECK(cudaMemsetAsync(R.data, 0, size_t(geo.numel()) * sizeof(float), stream_));
+    for (int64_t c0 = 0; c0 < N; c0 += chunk) {
+      const int64_t rows = std::min(chunk, N - c0);
+      const bf16* dy_c = bf(dy) + c0 * geo.m;  // [rows, m]
+      const bf16* x_c = bf(x) + c0 * geo.n;    // [rows, n]
+      const float beta = accumulate || c0 > 0 ? 1.0f : 0.0f;
+      if (geo.side == ProjSide::Left) {
+        rm_gemm(false, false, rows, geo.r, geo.m, dy_c, bf(A), T, false, 0.0f);  // T [rows, r] = dy_c · A
+        rm_gemm(true, false, geo.r, geo.n, rows, T, x_c, R.data, true, beta);     // R [r, n] (+)= Tᵀ · x_c
+      } else {
+        rm_gemm(false, true, rows, geo.r, geo.n, x_c, bf(B), T, false, 0.0f);     // T [rows, r] = x_c · Bᵀ
+        rm_gemm(true, false, geo.m, geo.r, rows, dy_c, T, R.data, true, beta);    // R [m, r] (+)= dy_cᵀ · T
       }
     }
   }

@@ -37,6 +37,9 @@ struct GaloreConfig {
   int power_iters = 1;
   bool warm_start = true;
   std::string moments_on_refresh = "keep"; // keep | reset | reproject
+  // Per-layer updates between refreshes: R from the factors of G = dYᵀ·X
+  // ((dY·A)ᵀ·X or dYᵀ·(X·Bᵀ)) without forming G (docs/OPTIMIZER.md).
+  bool factored_projection = true;
   std::vector<std::string> targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 };
 

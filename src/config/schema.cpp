@@ -59,6 +59,7 @@ std::vector<Row> rows() {
       KEY("optimizer.galore.power_iters", optimizer.galore.power_iters, "Power iterations for the randomized projector."),
       KEY("optimizer.galore.warm_start", optimizer.galore.warm_start, "Start the randomized range finder from the previous projector."),
       KEY("optimizer.galore.moments_on_refresh", optimizer.galore.moments_on_refresh, "What happens to Adam moments when the projector changes.", "keep", "reset", "reproject"),
+      KEY("optimizer.galore.factored_projection", optimizer.galore.factored_projection, "Per-layer updates: between refreshes, project a weight gradient from its factors (dY, X) without forming it (fewer FLOPs; false forms G as the reference does)."),
       KEY("optimizer.galore.targets", optimizer.galore.targets, "Linear layers trained with GaLore (all other parameters get full-rank updates).",
           "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
 

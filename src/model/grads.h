@@ -52,14 +52,32 @@ class SharedGradBuffer final : public GradSink {
         buf_(lent.data ? lent : arena_.allocate(be, {{"grad.shared", be.compute_dtype(), {largest_param(params)}}})[0]) {
     GT_ASSERT(buf_.dtype == be.compute_dtype() && buf_.numel() >= largest_param(params));
   }
+  // Per-layer GaLore: `takes` says whether param's gradient comes as factors this
+  // micro-batch (Optimizer::takes_grad_factors), `c` receives them; the consumer
+  // then gets an empty gradient at grad_ready.
+  using TakesFactors = std::function<bool(int param)>;
+  using FactorConsumer = std::function<void(int param, const Tensor& dy, const Tensor& x)>;
   void set_consumer(Consumer c) { consumer_ = std::move(c); }
+  void set_factor_consumer(TakesFactors takes, FactorConsumer c) {
+    takes_factors_ = std::move(takes);
+    factor_consumer_ = std::move(c);
+  }
   Tensor grad_buffer(int p) override {
     Tensor t = buf_;
     t.shape[0] = params_[size_t(p)].numel();
     return t;
   }
   bool accumulate(int) override { return false; }
-  void grad_ready(int p) override { consumer_(p, grad_buffer(p)); }
+  bool takes_factors(int p) override { return takes_factors_ && takes_factors_(p); }
+  void grad_factors(int p, const Tensor& dy, const Tensor& x) override {
+    factored_ = p;
+    factor_consumer_(p, dy, x);
+  }
+  void grad_ready(int p) override {
+    const bool factored = factored_ == p;
+    factored_ = -1;
+    consumer_(p, factored ? Tensor{} : grad_buffer(p));
+  }
   size_t bytes() const { return arena_.bytes(); }
 
  private:
@@ -67,6 +85,9 @@ class SharedGradBuffer final : public GradSink {
   Arena arena_;
   Tensor buf_;
   Consumer consumer_;
+  TakesFactors takes_factors_;
+  FactorConsumer factor_consumer_;
+  int factored_ = -1;  // the parameter whose factors were handed on and whose grad_ready is pending
 };
 
 }  // namespace gt

@@ -283,6 +283,22 @@ Tensor LlamaModel::grad_for(GradSink& sink, int param, bool* acc) {
   return p.cols == 1 ? reshape(g, {p.rows}) : reshape(g, {p.rows, p.cols});
 }
 
+void GradSink::grad_factors(int param, const Tensor&, const Tensor&) {
+  fail("gradient sink: parameter {} was handed as factors, which this sink does not take", param);
+}
+
+void LlamaModel::linear_backward(GradSink& sink, int param, const Tensor& dx, const Tensor& dy, const Tensor& x,
+                                 bool dx_acc) {
+  if (sink.takes_factors(param)) {
+    sink.grad_factors(param, dy, x);
+  } else {
+    bool acc = false;
+    const Tensor g = grad_for(sink, param, &acc);
+    be_.matmul_backward(Tensor{}, g, dy, x, W(param), false, acc);
+  }
+  if (dx.data) be_.matmul_backward(dx, Tensor{}, dy, x, W(param), dx_acc, false);  // after dW: dx may alias x
+}
+
 void LlamaModel::backward(GradSink& sink, float dloss_scale) {
   const int N = B_ * T_, NH = cfg_.num_heads, KV = cfg_.kv_heads(), D = cfg_.head_dim();
   const float theta = float(cfg_.rope_theta);
@@ -308,21 +324,17 @@ void LlamaModel::backward(GradSink& sink, float dloss_scale) {
     // MLP: dresid holds dL/dx[l+1]
     // dW_down first, from h; then dh overwrites h (both before the update
     // that grad_ready may run, which changes W_down).
-    g = grad_for(sink, L.down, &acc);
-    be_.matmul_backward(Tensor{}, g, dresid_, a.h, W(L.down), false, acc);
     const Tensor& dh = a.h;
-    be_.matmul_backward(dh, Tensor{}, dresid_, a.h, W(L.down), false, false);
+    linear_backward(sink, L.down, dh, dresid_, a.h, false);
     sink.grad_ready(L.down);
     // In place: gate/up are dead after this (recompute refills them), so
     // dgate/dup need no buffers of their own ([N, I] each: 180 MB at 7B).
     const Tensor& dgate = a.gate;
     const Tensor& dup = a.up;
     be_.swiglu_backward(dgate, dup, dh, a.gate, a.up);
-    g = grad_for(sink, L.up, &acc);
-    be_.matmul_backward(dln_, g, dup, a.ln2, W(L.up), false, acc);
+    linear_backward(sink, L.up, dln_, dup, a.ln2, false);
     sink.grad_ready(L.up);
-    g = grad_for(sink, L.gate, &acc);
-    be_.matmul_backward(dln_, g, dgate, a.ln2, W(L.gate), true, acc);
+    linear_backward(sink, L.gate, dln_, dgate, a.ln2, true);
     sink.grad_ready(L.gate);
     g = grad_for(sink, L.ln2, &acc);
     if (!acc) be_.zero(g);
@@ -330,8 +342,7 @@ void LlamaModel::backward(GradSink& sink, float dloss_scale) {
     sink.grad_ready(L.ln2);
 
     // attention
-    g = grad_for(sink, L.o, &acc);
-    be_.matmul_backward(reshape(datt_, {N, NH * D}), g, dresid_, reshape(a.att, {N, NH * D}), W(L.o), false, acc);
+    linear_backward(sink, L.o, reshape(datt_, {N, NH * D}), dresid_, reshape(a.att, {N, NH * D}), false);
     sink.grad_ready(L.o);
     be_.attention_backward(dq_, dk_, dv_, datt_, a.q, a.k, a.v, a.att, a.lse);
     be_.rope_backward(dq_, theta);
@@ -339,14 +350,11 @@ void LlamaModel::backward(GradSink& sink, float dloss_scale) {
     // ln2 (dead now) shares ln1's buffer: recompute ln1 for the q/k/v weight
     // gradients. W(L.ln1) is unchanged until grad_ready(L.ln1) below.
     be_.rmsnorm_forward(a.ln1, a.rstd1, a.x, W(L.ln1), float(cfg_.rms_norm_eps));
-    g = grad_for(sink, L.v, &acc);
-    be_.matmul_backward(dln_, g, reshape(dv_, {N, KV * D}), a.ln1, W(L.v), false, acc);
+    linear_backward(sink, L.v, dln_, reshape(dv_, {N, KV * D}), a.ln1, false);
     sink.grad_ready(L.v);
-    g = grad_for(sink, L.k, &acc);
-    be_.matmul_backward(dln_, g, reshape(dk_, {N, KV * D}), a.ln1, W(L.k), true, acc);
+    linear_backward(sink, L.k, dln_, reshape(dk_, {N, KV * D}), a.ln1, true);
     sink.grad_ready(L.k);
-    g = grad_for(sink, L.q, &acc);
-    be_.matmul_backward(dln_, g, reshape(dq_, {N, NH * D}), a.ln1, W(L.q), true, acc);
+    linear_backward(sink, L.q, dln_, reshape(dq_, {N, NH * D}), a.ln1, true);
     sink.grad_ready(L.q);
     g = grad_for(sink, L.ln1, &acc);
     if (!acc) be_.zero(g);

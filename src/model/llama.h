@@ -50,6 +50,11 @@ class GradSink {
   virtual Tensor grad_buffer(int param) = 0;  // [rows, cols] (or [n]) in the compute dtype
   virtual bool accumulate(int param) = 0;     // add into the buffer instead of overwriting
   virtual void grad_ready(int param) = 0;     // dW is complete: it may be consumed (and the weight updated) now
+  // Linear weights (dW = dyᵀ·x): true if the sink takes this micro-batch's dW as
+  // its factors through grad_factors instead of in grad_buffer (per-layer GaLore
+  // between refreshes). grad_ready follows either way.
+  virtual bool takes_factors(int /*param*/) { return false; }
+  virtual void grad_factors(int param, const Tensor& dy, const Tensor& x);  // dy [N, rows], x [N, cols]
 };
 
 class LlamaModel {
@@ -101,6 +106,9 @@ class LlamaModel {
   // Layer l's forward from acts_[l].x; writes x[l+1] unless only recomputing.
   void layer_forward(int l, bool write_output);
   Tensor grad_for(GradSink& sink, int param, bool* acc);
+  // Linear param y = x·Wᵀ: its dW = dyᵀ·x into the sink (or as the factors dy, x when the
+  // sink takes them), then dx (=, or += when dx_acc) = dy·W unless dx is empty. dx may alias x.
+  void linear_backward(GradSink& sink, int param, const Tensor& dx, const Tensor& dy, const Tensor& x, bool dx_acc);
 
   ModelConfig cfg_;
   Backend& be_;

@@ -24,9 +24,19 @@ bool target_geom(const OptimizerConfig& cfg, const ParamInfo& p, ProjGeom* geo) 
   return true;
 }
 
+// Tokens per chunk of on_grad_factors: its scratch is [kFactorChunkRows, r]
+// (8 MiB in bf16 at rank 1024), and 4096 tokens keep both GEMMs large.
+constexpr int64_t kFactorChunkRows = 4096;
+
+// Whether target p's gradient may come as factors (per-layer updates only).
+bool factored(const OptimizerConfig& cfg, const ProjGeom& g) {
+  return cfg.per_layer_updates && cfg.galore.factored_projection && galore_factors_supported(g);
+}
+
 // Sizes of the scratch buffers shared by all parameters.
 struct Scratch {
   int64_t proj = 0, full = 0, a = 0, b = 0;  // max projected numel, max target numel, max A, max B
+  int64_t factor_r = 0;                      // max rank of the targets whose gradient may come as factors
 };
 Scratch scratch_sizes(const OptimizerConfig& cfg, const std::vector<ParamInfo>& params) {
   Scratch s;
@@ -37,6 +47,7 @@ Scratch scratch_sizes(const OptimizerConfig& cfg, const std::vector<ParamInfo>& 
     s.full = std::max(s.full, g.m * g.n);
     s.a = std::max(s.a, g.a_numel());
     s.b = std::max(s.b, g.b_numel());
+    if (factored(cfg, g)) s.factor_r = std::max(s.factor_r, g.r);
   }
   return s;
 }
@@ -47,6 +58,7 @@ std::vector<BufferSpec> step_scratch_specs(const OptimizerConfig& cfg, const Scr
   if (!s.proj) return {};
   std::vector<BufferSpec> specs = {{"scratch.R", DType::F32, {s.proj}}, {"scratch.dir", proj_dtype, {s.proj}}};
   if (cfg.stochastic_rounding) specs.push_back({"scratch.full", DType::F32, {s.full}});  // else a GEMM epilogue
+  if (s.factor_r) specs.push_back({"scratch.factors", proj_dtype, {kFactorChunkRows * s.factor_r}});
   return specs;
 }
 
@@ -166,9 +178,12 @@ BackendAdamW::BackendAdamW(const OptimizerConfig& cfg, const std::vector<ParamIn
       step_views.assign(views.begin() + ptrdiff_t(i), views.begin() + ptrdiff_t(i + step_specs.size()));
       i += step_specs.size();
     }
-    R_ = step_views[0];
-    dir_ = step_views[1];
-    if (cfg.stochastic_rounding) full_ = step_views[2];
+    size_t v = 0;
+    R_ = step_views[v++];
+    dir_ = step_views[v++];
+    if (cfg.stochastic_rounding) full_ = step_views[v++];
+    if (s.factor_r) factor_tmp_ = step_views[v++];
+    GT_ASSERT(v == step_views.size());
     if (s.a) A_old_ = views[i++];
     if (s.b) B_old_ = views[i++];
   }
@@ -194,21 +209,49 @@ static Tensor view(const Tensor& t, std::initializer_list<int64_t> dims) {
   return v;
 }
 
+bool BackendAdamW::refresh_due(const Slot& S, const StepInfo& s) const {
+  return (s.micro == 0 && S.steps % cfg_.galore.update_proj_gap == 0) || S.refreshes == 0;
+}
+
+static void check_micro(const OptimizerConfig& cfg, int n_micro, const StepInfo& s) {
+  if (s.n_micro > 1 && n_micro <= 1)
+    fail("optimizer {}: built for 1 micro-batch per step but handed micro-batch {} of {}", cfg.name, s.micro,
+         s.n_micro);
+}
+
+bool BackendAdamW::takes_grad_factors(int index, const StepInfo& s) const {
+  const Slot& S = slots_[size_t(index)];
+  return factor_tmp_.data && S.galore && factored(cfg_, S.geo) && !refresh_due(S, s);
+}
+
+// R (or the accumulator) from the factors: the first half of a GaLore step
+// that on_grad (with an empty grad) completes.
+void BackendAdamW::on_grad_factors(int index, const Tensor& dy, const Tensor& x, const StepInfo& s) {
+  Slot& S = slots_[size_t(index)];
+  GT_ASSERT(takes_grad_factors(index, s) && S.factored_micro < 0);
+  check_micro(cfg_, n_micro_, s);
+  const Tensor R = view(s.n_micro > 1 ? S.acc : R_, {S.geo.rows(), S.geo.cols()});
+  const int64_t chunk = factor_tmp_.numel() / S.geo.r;
+  k_->project_factors(S.geo, S.A, S.B, dy, x, view(factor_tmp_, {chunk, S.geo.r}), R, s.n_micro > 1 && s.micro > 0);
+  S.factored_micro = s.micro;
+  ++factored_projections_;
+}
+
 void BackendAdamW::on_grad(int index, const Tensor& weight, const Tensor& grad, const StepInfo& s) {
   Slot& S = slots_[size_t(index)];
   const ParamInfo& p = params_[size_t(index)];
-  GT_ASSERT(weight.numel() == p.numel() && grad.numel() == p.numel());
-  if (s.n_micro > 1 && n_micro_ <= 1)
-    fail("optimizer {}: built for 1 micro-batch per step but handed micro-batch {} of {}", cfg_.name, s.micro,
-         s.n_micro);
+  const bool from_factors = grad.data == nullptr;  // R already projected by on_grad_factors
+  GT_ASSERT(weight.numel() == p.numel() && (from_factors || grad.numel() == p.numel()));
+  GT_ASSERT(from_factors == (S.factored_micro == s.micro));
+  S.factored_micro = -1;
+  check_micro(cfg_, n_micro_, s);
   const float b1 = float(cfg_.beta1), b2 = float(cfg_.beta2), eps = float(cfg_.eps);
   const float decay = float(s.lr * cfg_.weight_decay);
   const Tensor w = view(weight, {p.numel()});
-  const Tensor g = view(grad, {p.numel()});
   if (!S.galore) {
-    Tensor gf = g;  // [numel]: the final gradient
+    Tensor gf = view(grad, {p.numel()});  // [numel]: the final gradient
     if (s.n_micro > 1) {
-      k_->accumulate(S.acc, g, s.micro == 0);
+      k_->accumulate(S.acc, gf, s.micro == 0);
       if (!s.last_micro()) return;
       gf = S.acc;
     }
@@ -220,10 +263,12 @@ void BackendAdamW::on_grad(int index, const Tensor& weight, const Tensor& grad, 
     return;
   }
   // GaLore target: the projector for the whole step comes from micro-batch 0's gradient.
-  const Tensor G = view(grad, {S.geo.m, S.geo.n});
-  if ((s.micro == 0 && S.steps % cfg_.galore.update_proj_gap == 0) || S.refreshes == 0) refresh(S, G);
   const Tensor R = view(s.n_micro > 1 ? S.acc : R_, {S.geo.rows(), S.geo.cols()});
-  k_->project(S.geo, S.A, S.B, G, R, s.n_micro > 1 && s.micro > 0);
+  if (!from_factors) {
+    const Tensor G = view(grad, {S.geo.m, S.geo.n});
+    if (refresh_due(S, s)) refresh(S, G);
+    k_->project(S.geo, S.A, S.B, G, R, s.n_micro > 1 && s.micro > 0);
+  }
   if (s.n_micro > 1 && !s.last_micro()) return;
   k_->clip_and_stats(R, s.clip_scale, s.clip_norm);
   ++S.steps;

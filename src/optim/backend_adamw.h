@@ -49,6 +49,8 @@ class BackendAdamW final : public Optimizer {
   ~BackendAdamW() override;
 
   void on_grad(int index, const Tensor& weight, const Tensor& grad, const StepInfo& s) override;
+  bool takes_grad_factors(int index, const StepInfo& s) const override;
+  void on_grad_factors(int index, const Tensor& dy, const Tensor& x, const StepInfo& s) override;
   double take_grad_sq_norm() override;
   int64_t take_nonfinite_count() override;
   void save_state(SafetensorsWriter& out) const override;
@@ -63,6 +65,7 @@ class BackendAdamW final : public Optimizer {
   std::vector<float> projector_B(int index) const;  // [r, n] or empty
   void moments(int index, std::vector<float>* m, std::vector<float>* v) const;
   int64_t refreshes(int index) const { return slots_[size_t(index)].refreshes; }
+  int64_t factored_projections() const { return factored_projections_; }  // on_grad_factors calls so far
 
  private:
   struct Slot {
@@ -75,7 +78,10 @@ class BackendAdamW final : public Optimizer {
     int64_t steps = 0;      // updates taken (drives the refresh schedule)
     int64_t refreshes = 0;  // projectors computed so far (with the name, seeds the sketch)
     uint64_t seed_base = 0; // hash of the parameter's name
+    int factored_micro = -1;  // micro-batch whose projection came from on_grad_factors (-1: none pending)
   };
+  // A refresh is due at micro-batch 0 of every update_proj_gap-th update (and before the first).
+  bool refresh_due(const Slot& S, const StepInfo& s) const;
   void refresh(Slot& S, const Tensor& g);
   uint64_t rounding_seed(const Slot& S) const;
   std::vector<float> download(const Tensor& t) const;
@@ -90,7 +96,9 @@ class BackendAdamW final : public Optimizer {
   Tensor R_;            // F32 [max projected numel]: projected gradient when n_micro == 1
   Tensor dir_;          // proj dtype [max projected numel]: Adam direction of a target
   Tensor full_;         // F32 [max target numel]: back-projected direction (stochastic rounding only)
+  Tensor factor_tmp_;   // proj dtype [kFactorChunkRows · max r]: on_grad_factors' dy·A / x·Bᵀ (empty: off)
   Tensor A_old_, B_old_;  // proj dtype: the previous projector during a refresh
+  int64_t factored_projections_ = 0;
   int64_t pending_nonfinite_ = 0;  // read with the norm by take_grad_sq_norm, handed out by take_nonfinite_count
 };
 

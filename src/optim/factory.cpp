@@ -9,6 +9,10 @@
 
 namespace gt {
 
+void Optimizer::on_grad_factors(int index, const Tensor&, const Tensor&, const StepInfo&) {
+  fail("optimizer {}: parameter {} cannot take its gradient as factors (takes_grad_factors is false)", name(), index);
+}
+
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& cfg, const std::vector<ParamInfo>& params,
                                           Backend& backend) {
   if (cfg.name == "sgd") return std::make_unique<Sgd>(cfg, params);

@@ -7,6 +7,7 @@
 //   GaLore target W [m, n], gradient G [m, n]:
 //     refresh_projector (every update_proj_gap steps, from micro-batch 0's G)
 //     project            R [rows, cols] (=, or += over micro-batches)
+//       or project_factors  the same R from G's factors dY, X (per-layer updates between refreshes)
 //     clip_and_stats     R (global clip scale, per-tensor clip, ‖R‖², non-finite count)
 //     adam_step          R -> dir [rows, cols]
 //     project_back       dir -> full [m, n]
@@ -87,6 +88,12 @@ class OptimKernels {
   // (proj dtype; the unused one is empty); R += projection when accumulate.
   virtual void project(const ProjGeom& geo, const Tensor& A, const Tensor& B, const Tensor& g, const Tensor& R,
                        bool accumulate) = 0;
+  // R [rows, cols] F32 (=, or += when accumulate) = the same projection of g = dyᵀ·x without
+  // forming g (galore_project_factors, optim/projector.h): dy [N, m] and x [N, n] in the compute
+  // dtype (a linear layer's output gradient and input); tmp [chunk, r] (proj dtype) is scratch,
+  // and the N tokens are taken chunk rows at a time. geo.side must not be Both.
+  virtual void project_factors(const ProjGeom& geo, const Tensor& A, const Tensor& B, const Tensor& dy,
+                               const Tensor& x, const Tensor& tmp, const Tensor& R, bool accumulate) = 0;
   // out [m, n] F32 = back-projection of dir [rows, cols] (proj dtype), without GaLore's scale.
   virtual void project_back(const ProjGeom& geo, const Tensor& A, const Tensor& B, const Tensor& dir,
                             const Tensor& out) = 0;

@@ -46,6 +46,15 @@ class CpuOptimKernels final : public OptimKernels {
     for (int64_t i = 0; i < geo.numel(); ++i) r[i] += tmp_[size_t(i)];
   }
 
+  void project_factors(const ProjGeom& geo, const Tensor& A, const Tensor& B, const Tensor& dy, const Tensor& x,
+                       const Tensor& tmp, const Tensor& R, bool accumulate) override {
+    const int64_t N = geo.m ? dy.numel() / geo.m : 0;
+    GT_ASSERT(galore_factors_supported(geo) && dy.numel() == N * geo.m && x.numel() == N * geo.n);
+    GT_ASSERT(R.numel() == geo.numel() && geo.r > 0 && tmp.numel() >= geo.r);
+    galore_project_factors(geo, f32_of(A, "A"), f32_of(B, "B"), f32_of(dy, "dy"), f32_of(x, "x"), N,
+                           f32_of(tmp, "tmp"), tmp.numel() / geo.r, f32_of(R, "R"), accumulate);
+  }
+
   void project_back(const ProjGeom& geo, const Tensor& A, const Tensor& B, const Tensor& dir,
                     const Tensor& out) override {
     GT_ASSERT(dir.numel() == geo.numel() && out.numel() == geo.m * geo.n);

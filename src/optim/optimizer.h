@@ -72,7 +72,15 @@ class Optimizer {
   // Consume micro-batch `s.micro`'s gradient of parameter `index` (already
   // scaled by 1/n_micro). Accumulates internally when n_micro > 1 and updates
   // `weight` on the last micro-batch. `grad` is scratch: it may be overwritten.
+  // Empty when the gradient came as factors (on_grad_factors) this micro-batch.
   virtual void on_grad(int index, const Tensor& weight, const Tensor& grad, const StepInfo& s) = 0;
+  // Per-layer updates of a linear weight W [rows, cols], whose gradient is G = dyᵀ·x: true
+  // when the optimizer needs only a projection of G for micro-batch s (a GaLore target between
+  // refreshes, optimizer.galore.factored_projection). The trainer then hands it dy [N, rows]
+  // and x [N, cols] through on_grad_factors instead of forming G, and later calls on_grad with
+  // an empty grad, where the update happens as usual.
+  virtual bool takes_grad_factors(int /*index*/, const StepInfo& /*s*/) const { return false; }
+  virtual void on_grad_factors(int index, const Tensor& dy, const Tensor& x, const StepInfo& s);
   // Sum of squares of the gradients used by updates since the last call
   // (before clipping; for GaLore targets the projected gradient). Resets it.
   virtual double take_grad_sq_norm() = 0;

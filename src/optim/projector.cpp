@@ -199,6 +199,26 @@ void galore_project(const ProjGeom& geo, const float* A, const float* B, const f
   }
 }
 
+void galore_project_factors(const ProjGeom& geo, const float* A, const float* B, const float* dy, const float* x,
+                            int64_t N, float* tmp, int64_t tmp_rows, float* R, bool accumulate) {
+  GT_ASSERT(galore_factors_supported(geo) && tmp_rows > 0);
+  MMap out(R, geo.rows(), geo.cols());
+  if (!accumulate) out.setZero();
+  for (int64_t c0 = 0; c0 < N; c0 += tmp_rows) {
+    const int64_t rows = std::min(tmp_rows, N - c0);
+    const CMap dy_c(dy + c0 * geo.m, rows, geo.m);  // [rows, m]
+    const CMap x_c(x + c0 * geo.n, rows, geo.n);    // [rows, n]
+    MMap t(tmp, rows, geo.r);                       // [rows, r]
+    if (geo.side == ProjSide::Left) {
+      t.noalias() = dy_c * CMap(A, geo.m, geo.r);
+      out.noalias() += t.transpose() * x_c;
+    } else {
+      t.noalias() = x_c * CMap(B, geo.r, geo.n).transpose();
+      out.noalias() += dy_c.transpose() * t;
+    }
+  }
+}
+
 void galore_project_back(const ProjGeom& geo, const float* A, const float* B, const float* R, float* out) {
   const CMap Rm(R, geo.rows(), geo.cols());
   MMap O(out, geo.m, geo.n);

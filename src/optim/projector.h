@@ -88,6 +88,15 @@ void compute_projector(const GaloreConfig& cfg, const ProjGeom& geo, const float
 
 // R [rows, cols] = projection of g [m, n].
 void galore_project(const ProjGeom& geo, const float* A, const float* B, const float* g, float* R);
+// The same projection of g = dyᵀ·x (dy [N, m], x [N, n]; a linear layer's weight
+// gradient) without forming g, over row chunks of at most tmp_rows tokens:
+//   Left   R [r, n] = Σ_c (dy_c·A)ᵀ·x_c        tmp [tmp_rows, r] holds dy_c·A
+//   Right  R [m, r] = Σ_c dy_cᵀ·(x_c·Bᵀ)       tmp holds x_c·Bᵀ
+// 2·N·r·(m+n) FLOPs against 2·N·m·n + 2·r·m·n. R += when accumulate. Both: not
+// supported (galore_factors_supported).
+inline bool galore_factors_supported(const ProjGeom& geo) { return geo.side != ProjSide::Both; }
+void galore_project_factors(const ProjGeom& geo, const float* A, const float* B, const float* dy, const float* x,
+                            int64_t N, float* tmp, int64_t tmp_rows, float* R, bool accumulate);
 // out [m, n] = back-projection of R [rows, cols] (without GaLore's scale).
 void galore_project_back(const ProjGeom& geo, const float* A, const float* B, const float* R, float* out);
 

@@ -96,6 +96,9 @@ Trainer::Trainer(const Config& cfg, const TrainOptions& opts) : cfg_(cfg), opts_
     shared_grad_->set_consumer([this](int p, const Tensor& g) {
       optimizer_->on_grad(p, model_->weight(p), g, current_);
     });
+    shared_grad_->set_factor_consumer(
+        [this](int p) { return optimizer_->takes_grad_factors(p, current_); },
+        [this](int p, const Tensor& dy, const Tensor& x) { optimizer_->on_grad_factors(p, dy, x, current_); });
   } else {
     full_grads_ = std::make_unique<FullGradients>(*backend_, params_);
   }

@@ -550,6 +550,57 @@ TEST_F(OptimKernelsGpu, ProjectAndBack) {
   }
 }
 
+// R from the factors dy [N, m], x [N, n] of G = dyᵀ·x (per-layer GaLore between
+// refreshes) against the CPU kernel, with a chunk that leaves a remainder.
+TEST_F(OptimKernelsGpu, ProjectFactors) {
+  const ProjGeom geoms[] = {{ProjSide::Left, 67, 129, 16}, {ProjSide::Right, 130, 70, 9}};
+  OptimShapes shapes;
+  shapes.max_numel = 130 * 129;
+  for (const ProjGeom& g : geoms) shapes.galore.push_back(g);
+  build(shapes);
+  const int64_t N = 300, chunk = 128;  // chunks of 128, 128, 44 tokens
+  for (const ProjGeom& geo : geoms) {
+    SCOPED_TRACE(tag(proj_side_name(geo.side), {long(geo.m), long(geo.n), long(geo.r)}));
+    const auto A = randn_bf16(size_t(std::max<int64_t>(geo.a_numel(), 1)), 0.2f);
+    const auto B = randn_bf16(size_t(std::max<int64_t>(geo.b_numel(), 1)), 0.2f);
+    HostT cA(A), cB(B);
+    const Tensor cAt = geo.a_numel() ? cA.t : Tensor(), cBt = geo.b_numel() ? cB.t : Tensor();
+    const Tensor dAt = geo.a_numel() ? reshape(dev_of(A, DType::BF16), {geo.m, geo.r}) : Tensor();
+    const Tensor dBt = geo.b_numel() ? reshape(dev_of(B, DType::BF16), {geo.r, geo.n}) : Tensor();
+    const auto dy0 = randn_bf16(size_t(N * geo.m)), x0 = randn_bf16(size_t(N * geo.n));
+    const auto dy1 = randn_bf16(size_t(N * geo.m)), x1 = randn_bf16(size_t(N * geo.n));
+    HostT cdy0(dy0), cx0(x0), cdy1(dy1), cx1(x1), cR(std::vector<float>(size_t(geo.numel())));
+    HostT ctmp(std::vector<float>(size_t(chunk * geo.r)));
+    const Tensor ddy0 = dev_of(dy0, DType::BF16), dx0 = dev_of(x0, DType::BF16);
+    const Tensor ddy1 = dev_of(dy1, DType::BF16), dx1 = dev_of(x1, DType::BF16);
+    const Tensor dtmp = dev({chunk, geo.r}, DType::BF16), dR = dev({geo.numel()}, DType::F32);
+    const Tensor ctmp2 = reshape(ctmp.t, {chunk, geo.r});
+    ck_->project_factors(geo, cAt, cBt, cdy0.t, cx0.t, ctmp2, cR.t, false);
+    // the CPU factored projection is the projection of G = dyᵀ·x
+    std::vector<float> G(size_t(geo.m * geo.n), 0.0f), RG(size_t(geo.numel()));
+    for (int64_t t = 0; t < N; ++t)
+      for (int64_t i = 0; i < geo.m; ++i)
+        for (int64_t j = 0; j < geo.n; ++j) G[size_t(i * geo.n + j)] += dy0[size_t(t * geo.m + i)] * x0[size_t(t * geo.n + j)];
+    HostT cG(G), cRG(RG);
+    ck_->project(geo, cAt, cBt, cG.t, cRG.t, false);
+    expect_close("CPU factors vs G", cR.v, cRG.v, kF32Tol);
+    std::vector<uint8_t> first_bits;
+    for (int rep = 0; rep < 2; ++rep) {
+      poison(dR);
+      poison(dtmp);
+      gk_->project_factors(geo, dAt, dBt, ddy0, dx0, dtmp, dR, false);
+      expect_close("R first", get(dR), cR.v, kBf16Tol);  // dy·A (x·Bᵀ) is rounded to bf16
+      if (rep == 0) first_bits = raw<uint8_t>(dR);
+      else EXPECT_EQ(raw<uint8_t>(dR), first_bits) << "project_factors not deterministic";
+    }
+    ck_->project_factors(geo, cAt, cBt, cdy1.t, cx1.t, ctmp2, cR.t, true);
+    gk_->project_factors(geo, dAt, dBt, ddy1, dx1, dtmp, dR, true);
+    expect_close("R accumulated", get(dR), cR.v, kBf16Tol);
+    // an fp32 activation is refused with a clear error
+    EXPECT_THROW(gk_->project_factors(geo, dAt, dBt, ddy0, dev_of(x0, DType::F32), dtmp, dR, false), gt::Error);
+  }
+}
+
 TEST_F(OptimKernelsGpu, WorkspaceMatchesPlan) {
   GaloreConfig cfg;
   OptimShapes shapes;

@@ -163,6 +163,12 @@ void check_cuda_optimizer(Trainer& t, const Config& cfg) {
   std::printf("[ memory   ] plan %zu bytes (optimizer %zu); emulated device: %zu in use, peak %zu\n", plan.total(),
               planned.total(), now, peak);
   EXPECT_LE(peak, plan.total());
+  // per-layer GaLore between refreshes projects from the factors (dY, X), without G
+  if (galore && cfg.optimizer.per_layer_updates && cfg.optimizer.galore.factored_projection &&
+      cfg.optimizer.galore.proj_type != "full") {
+    std::printf("[ factors  ] %lld projections from (dY, X)\n", static_cast<long long>(opt->factored_projections()));
+    EXPECT_GT(opt->factored_projections(), 0) << "the factored projection never ran";
+  }
 
   // save -> load into a fresh optimizer on the same backend: bit for bit
   const auto saved = state_of(*opt, tmp_path("a.st"), /*keep_file=*/true);  // loaded below
