@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <cstring>
 #include <fstream>
+#include <iterator>
 
 #include "core/error.h"
 #include "core/safetensors.h"
@@ -35,6 +37,63 @@ TEST(Safetensors, RoundTripAllDtypes) {
   EXPECT_EQ(r.get("b.i").to_i32(), i);
   EXPECT_EQ(r.get("c.h").to_f32(), (std::vector<float>{1.5f, -2.0f}));
   EXPECT_EQ(r.metadata().at("format"), "pt");
+}
+
+// Deferred tensors are produced during write(), in name order, one at a time,
+// and give the same file as copied ones.
+TEST(Safetensors, DeferredTensorsAreProducedAtWriteTime) {
+  std::vector<float> f = {1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f};
+  std::vector<uint8_t> u = {7, 8, 9};
+  std::vector<std::string> calls;
+  SafetensorsWriter lazy;
+  lazy.add_deferred("b.f", StDType::F32, {2, 3}, 24, [&](void* dst) {
+    calls.push_back("b.f");
+    std::memcpy(dst, f.data(), 24);
+  });
+  lazy.add_deferred("a.u", StDType::U8, {3}, 3, [&](void* dst) {
+    calls.push_back("a.u");
+    std::memcpy(dst, u.data(), 3);
+  });
+  lazy.add("c.i", StDType::I32, {1}, &f[0], 4);  // copied now: later changes to f[0] do not reach it
+  EXPECT_TRUE(calls.empty()) << "add_deferred must not produce the bytes yet";
+  f[0] = -1.0f;  // a deferred tensor is read when written
+  u[2] = 42;
+  const std::string p_lazy = tmp_path("lazy.safetensors");
+  lazy.write(p_lazy);
+  EXPECT_EQ(calls, (std::vector<std::string>{"a.u", "b.f"}));
+
+  SafetensorsWriter eager;
+  const float one = 1.0f;
+  eager.add("b.f", StDType::F32, {2, 3}, f.data(), 24);
+  eager.add("a.u", StDType::U8, {3}, u.data(), 3);
+  eager.add("c.i", StDType::I32, {1}, &one, 4);
+  const std::string p_eager = tmp_path("eager.safetensors");
+  eager.write(p_eager);
+  auto slurp = [](const std::string& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  EXPECT_EQ(slurp(p_lazy), slurp(p_eager));
+  auto r = SafetensorsFile::open(p_lazy);
+  EXPECT_EQ(r.get("b.f").to_f32(), f);
+  EXPECT_EQ(r.get("a.u").to_i32(), (std::vector<int32_t>{7, 8, 42}));
+}
+
+// A deferred tensor that fails (a device error, say) leaves the earlier file
+// at the path untouched and no temporary behind.
+TEST(Safetensors, FailingDeferredTensorLeavesTheOldFile) {
+  const std::string p = tmp_path("keep.safetensors");
+  SafetensorsWriter good;
+  const float x = 3.0f;
+  good.add_f32("x", {1}, &x);
+  good.write(p);
+  SafetensorsWriter bad;
+  bad.add_f32("a", {1}, &x);
+  bad.add_deferred("b", StDType::F32, {1}, 4, [](void*) { fail("device lost"); });
+  EXPECT_THROW(bad.write(p), Error);
+  EXPECT_EQ(SafetensorsFile::open(p).get("x").to_f32(), std::vector<float>{3.0f});
+  for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(p).parent_path()))
+    EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
 }
 
 TEST(Safetensors, Bf16RoundsToNearestEven) {

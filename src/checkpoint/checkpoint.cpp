@@ -225,15 +225,13 @@ std::string write_checkpoint_impl(const std::string& root, int64_t step, const L
   try {
     // model weights, native dtype (bit-exact), HF names and shapes
     {
+      // deferred: each weight is downloaded while the file is written (one in host memory at a time)
       SafetensorsWriter w;
       w.set_metadata("format", "pt");
-      std::vector<char> buf;
       for (int i = 0; i < model.num_params(); ++i) {
         const auto& p = model.params()[size_t(i)];
-        const Tensor& t = model.weight(i);
-        buf.resize(model.weight_file_bytes(i));
-        model.download_weight_bytes(i, buf.data());
-        w.add(p.name, st_of(t.dtype), shape_of(p), buf.data(), buf.size());
+        w.add_deferred(p.name, st_of(model.weight(i).dtype), shape_of(p), model.weight_file_bytes(i),
+                       [&model, i](void* dst) { model.download_weight_bytes(i, dst); });
       }
       w.write(tmp + "/model.safetensors");
     }

@@ -25,31 +25,56 @@ void fsync_dir(const std::string& dir) {
   ::close(fd);
 }
 
-void write_file_atomic(const std::string& path, std::string_view bytes) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) fail("cannot write {}: {} (check the directory exists and is writable)", path, std::strerror(errno));
+AtomicFile::AtomicFile(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp." + std::to_string(::getpid())) {
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd_ < 0) fail("cannot write {}: {} (check the directory exists and is writable)", path_, std::strerror(errno));
+}
+
+AtomicFile::~AtomicFile() {
+  if (committed_) return;
+  if (fd_ >= 0) ::close(fd_);
+  ::unlink(tmp_.c_str());
+}
+
+void AtomicFile::fail_with(int err) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  ::unlink(tmp_.c_str());
+  fail("cannot write {}: {} (free disk space or choose another directory)", path_, std::strerror(err));
+}
+
+void AtomicFile::write(const void* data, size_t n) {
+  GT_ASSERT(fd_ >= 0 && !committed_);
+  if (injected_write_failure(path_)) fail_with(ENOSPC);
+  const char* p = static_cast<const char*>(data);
   size_t done = 0;
-  int err = 0;
-  if (injected_write_failure(path)) err = ENOSPC;
-  while (!err && done < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
+  while (done < n) {
+    const ssize_t k = ::write(fd_, p + done, n - done);
+    if (k < 0) {
       if (errno == EINTR) continue;
-      err = errno;
-      break;
+      fail_with(errno);
     }
-    done += size_t(n);
+    done += size_t(k);
   }
-  if (!err && ::fsync(fd) != 0) err = errno;
-  if (::close(fd) != 0 && !err) err = errno;
-  if (!err && ::rename(tmp.c_str(), path.c_str()) != 0) err = errno;
-  if (err) {
-    ::unlink(tmp.c_str());
-    fail("cannot write {}: {} (free disk space or choose another directory)", path, std::strerror(err));
-  }
-  auto slash = path.find_last_of('/');
-  fsync_dir(slash == std::string::npos ? "." : path.substr(0, slash));
+}
+
+void AtomicFile::commit() {
+  GT_ASSERT(fd_ >= 0 && !committed_);
+  if (injected_write_failure(path_)) fail_with(ENOSPC);  // also for empty files
+  if (::fsync(fd_) != 0) fail_with(errno);
+  const int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) fail_with(errno);
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) fail_with(errno);
+  committed_ = true;
+  auto slash = path_.find_last_of('/');
+  fsync_dir(slash == std::string::npos ? "." : path_.substr(0, slash));
+}
+
+void write_file_atomic(const std::string& path, std::string_view bytes) {
+  AtomicFile f(path);
+  f.write(bytes.data(), bytes.size());
+  f.commit();
 }
 
 std::string read_file(const std::string& path) {

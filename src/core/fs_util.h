@@ -6,8 +6,27 @@
 
 namespace gt {
 
-// Writes bytes atomically; throws gt::Error naming the path on any failure
-// (the temporary file is removed, an existing file at `path` is untouched).
+// A file streamed to <path>.tmp.<pid> and renamed to `path` by commit() (after
+// fsync, then the folder is fsynced). Destroyed without commit (an error, an
+// exception in the caller), it removes the temporary: an existing file at
+// `path` is untouched. Errors are gt::Error naming the path.
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  void write(const void* data, size_t n);
+  void commit();
+
+ private:
+  [[noreturn]] void fail_with(int err);
+  std::string path_, tmp_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+// Writes bytes atomically (AtomicFile).
 void write_file_atomic(const std::string& path, std::string_view bytes);
 void fsync_dir(const std::string& dir);
 std::string read_file(const std::string& path);  // error names the path

@@ -197,14 +197,20 @@ std::vector<std::string> SafetensorsFile::names() const {
   return out;
 }
 
-void SafetensorsWriter::add(const std::string& name, StDType dtype, std::vector<int64_t> shape,
-                            const void* data, size_t nbytes) {
+SafetensorsWriter::Entry& SafetensorsWriter::entry(const std::string& name, StDType dtype, std::vector<int64_t> shape,
+                                                   size_t nbytes) {
   int64_t n = 1;
   for (auto d : shape) n *= d;
   GT_ASSERT(size_t(n) * st_dtype_size(dtype) == nbytes);
-  Entry e{dtype, std::move(shape), {}};
+  Entry& e = entries_[name];
+  e = Entry{dtype, std::move(shape), nbytes, {}, {}};
+  return e;
+}
+
+void SafetensorsWriter::add(const std::string& name, StDType dtype, std::vector<int64_t> shape,
+                            const void* data, size_t nbytes) {
+  Entry& e = entry(name, dtype, std::move(shape), nbytes);
   e.bytes.assign(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + nbytes);
-  entries_[name] = std::move(e);
 }
 
 void SafetensorsWriter::add_f32(const std::string& name, std::vector<int64_t> shape, const float* data) {
@@ -213,24 +219,39 @@ void SafetensorsWriter::add_f32(const std::string& name, std::vector<int64_t> sh
   add(name, StDType::F32, std::move(shape), data, size_t(n) * 4);
 }
 
+void SafetensorsWriter::add_deferred(const std::string& name, StDType dtype, std::vector<int64_t> shape,
+                                     size_t nbytes, Fill fill) {
+  GT_ASSERT(fill);
+  entry(name, dtype, std::move(shape), nbytes).fill = std::move(fill);
+}
+
 void SafetensorsWriter::write(const std::string& path) const {
   nlohmann::ordered_json header;
   if (!metadata_.empty()) header["__metadata__"] = metadata_;
   uint64_t offset = 0;
+  size_t largest_deferred = 0;
   for (auto& [name, e] : entries_) {
     header[name] = {{"dtype", st_dtype_name(e.dtype)}, {"shape", e.shape},
-                    {"data_offsets", {offset, offset + e.bytes.size()}}};
-    offset += e.bytes.size();
+                    {"data_offsets", {offset, offset + e.nbytes}}};
+    offset += e.nbytes;
+    if (e.fill) largest_deferred = std::max(largest_deferred, e.nbytes);
   }
   std::string h = header.dump();
   while ((h.size() + 8) % 8) h.push_back(' ');  // align data to 8 bytes, as HF does
-  std::string out;
-  out.reserve(8 + h.size() + offset);
-  uint64_t hlen = h.size();
-  out.append(reinterpret_cast<const char*>(&hlen), 8);
-  out.append(h);
-  for (auto& [name, e] : entries_) out.append(reinterpret_cast<const char*>(e.bytes.data()), e.bytes.size());
-  write_file_atomic(path, out);
+  AtomicFile out(path);
+  const uint64_t hlen = h.size();
+  out.write(&hlen, 8);
+  out.write(h.data(), h.size());
+  std::vector<uint8_t> buf(largest_deferred);
+  for (auto& [name, e] : entries_) {
+    if (!e.fill) {
+      out.write(e.bytes.data(), e.nbytes);
+      continue;
+    }
+    e.fill(buf.data());
+    out.write(buf.data(), e.nbytes);
+  }
+  out.commit();
 }
 
 }  // namespace gt

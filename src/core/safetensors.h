@@ -4,6 +4,7 @@
 // Used for HF import/export, parity fixtures and checkpoints.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -53,18 +54,31 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
-// Collects tensors (copies their bytes) and writes them atomically:
-// <path>.tmp, fsync, rename. Tensors are written in name order.
+// Collects tensors and writes them atomically (AtomicFile: <path>.tmp, fsync,
+// rename), in name order. add() copies the bytes now; add_deferred() keeps
+// only a function that produces them during write(), one tensor at a time, so
+// a 7B checkpoint or export never holds a second copy of the model in host
+// memory (write() streams with one buffer of the largest deferred tensor).
 class SafetensorsWriter {
  public:
+  using Fill = std::function<void(void* dst)>;  // writes exactly the tensor's nbytes into dst; may throw
   void add(const std::string& name, StDType dtype, std::vector<int64_t> shape,
            const void* data, size_t nbytes);
   void add_f32(const std::string& name, std::vector<int64_t> shape, const float* data);
+  void add_deferred(const std::string& name, StDType dtype, std::vector<int64_t> shape, size_t nbytes, Fill fill);
   void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
+  // An error (disk full, a fill that throws) leaves no file at path and an existing one untouched.
   void write(const std::string& path) const;
 
  private:
-  struct Entry { StDType dtype; std::vector<int64_t> shape; std::vector<uint8_t> bytes; };
+  struct Entry {
+    StDType dtype;
+    std::vector<int64_t> shape;
+    size_t nbytes = 0;
+    std::vector<uint8_t> bytes;  // add()
+    Fill fill;                   // add_deferred()
+  };
+  Entry& entry(const std::string& name, StDType dtype, std::vector<int64_t> shape, size_t nbytes);
   std::map<std::string, Entry> entries_;
   std::map<std::string, std::string> metadata_;
 };

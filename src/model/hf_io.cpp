@@ -1,5 +1,7 @@
 #include "model/hf_io.h"
 
+#include <cstring>
+
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -127,7 +129,7 @@ json hf_config_json(const ModelConfig& cfg, const std::string& dtype) {
 }
 
 void export_hf_weights(const ModelConfig& cfg, const std::vector<ParamInfo>& params,
-                       const std::vector<std::vector<float>>& weights, const std::string& dir,
+                       const std::function<std::vector<float>(size_t i)>& weight, const std::string& dir,
                        const std::string& dtype) {
   if (dtype != "bf16" && dtype != "fp32") fail("--dtype must be bf16 or fp32 (got '{}')", dtype);
   std::error_code ec;
@@ -135,25 +137,29 @@ void export_hf_weights(const ModelConfig& cfg, const std::vector<ParamInfo>& par
   if (ec) fail("cannot create {}: {}", dir, ec.message());
   SafetensorsWriter w;
   w.set_metadata("format", "pt");
+  const bool bf16 = dtype == "bf16";
   for (size_t i = 0; i < params.size(); ++i) {
-    const auto& p = params[i];
-    const std::vector<int64_t> shape = p.hf_shape();
-    if (dtype == "fp32") {
-      w.add_f32(p.name, shape, weights[i].data());
-    } else {
-      std::vector<uint16_t> h(weights[i].size());
-      for (size_t k = 0; k < h.size(); ++k) h[k] = f32_to_bf16(weights[i][k]);
-      w.add(p.name, StDType::BF16, shape, h.data(), h.size() * 2);
-    }
+    const ParamInfo& p = params[i];
+    const size_t n = size_t(p.hf_numel());
+    w.add_deferred(p.name, bf16 ? StDType::BF16 : StDType::F32, p.hf_shape(), n * (bf16 ? 2 : 4),
+                   [&weight, &p, i, n, bf16](void* dst) {
+                     const std::vector<float> v = weight(i);
+                     if (v.size() != n) fail("export: {} has {} values, expected {}", p.name, v.size(), n);
+                     if (!bf16) {
+                       std::memcpy(dst, v.data(), n * 4);
+                       return;
+                     }
+                     uint16_t* h = static_cast<uint16_t*>(dst);
+                     for (size_t k = 0; k < n; ++k) h[k] = f32_to_bf16(v[k]);
+                   });
   }
   w.write(dir + "/model.safetensors");
   write_file_atomic(dir + "/config.json", hf_config_json(cfg, dtype).dump(2) + "\n");
 }
 
 void export_hf(const LlamaModel& model, const std::string& dir, const std::string& dtype) {
-  std::vector<std::vector<float>> w;
-  for (int i = 0; i < model.num_params(); ++i) w.push_back(model.get_weight(i));
-  export_hf_weights(model.config(), model.params(), w, dir, dtype);
+  export_hf_weights(model.config(), model.params(), [&model](size_t i) { return model.get_weight(int(i)); }, dir,
+                    dtype);
 }
 
 }  // namespace gt

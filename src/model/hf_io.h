@@ -1,6 +1,7 @@
 // Hugging Face interop: LlamaConfig <-> ModelConfig, model.safetensors
 // (single file or sharded with model.safetensors.index.json) <-> weights.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 #include <nlohmann/json.hpp>
@@ -20,7 +21,10 @@ void load_hf_weights(LlamaModel& model, const std::string& dir);
 nlohmann::json hf_config_json(const ModelConfig& cfg, const std::string& dtype);
 // Writes <dir>/config.json + <dir>/model.safetensors (LlamaForCausalLM layout), dtype "bf16" or "fp32".
 void export_hf(const LlamaModel& model, const std::string& dir, const std::string& dtype);
+// weight(i): parameter i's fp32 values in its HF shape, asked for once, while the file is
+// written (one tensor in host memory at a time, however large the model).
 void export_hf_weights(const ModelConfig& cfg, const std::vector<ParamInfo>& params,
-                       const std::vector<std::vector<float>>& weights, const std::string& dir, const std::string& dtype);
+                       const std::function<std::vector<float>(size_t i)>& weight, const std::string& dir,
+                       const std::string& dtype);
 
 }  // namespace gt

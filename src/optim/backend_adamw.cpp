@@ -353,29 +353,36 @@ void BackendAdamW::moments(int index, std::vector<float>* m, std::vector<float>*
 
 // ---- checkpoints: the reference optimizers' tensor names and layouts ----
 
+// Deferred (SafetensorsWriter::add_deferred): each state tensor is downloaded
+// while the file is written, so a checkpoint holds one in host memory at a time.
 void BackendAdamW::save_state(SafetensorsWriter& out) const {
+  auto raw = [&](const std::string& key, const Tensor& t, StDType dt) {
+    const size_t n = t.nbytes();
+    out.add_deferred(key, dt, {t.numel()}, n, [this, t, n](void* dst) { backend_.download(dst, t.data, n); });
+  };
+  auto f32 = [&](const std::string& key, const Tensor& t, std::vector<int64_t> shape) {
+    out.add_deferred(key, StDType::F32, std::move(shape), size_t(t.numel()) * 4,
+                     [this, t](void* dst) { backend_.download_f32(static_cast<float*>(dst), t); });
+  };
   for (size_t k = 0; k < params_.size(); ++k) {
     const std::string& name = params_[k].name;
     const Slot& S = slots_[k];
     const AdamState& st = S.st;
     if (st.q8) {
-      std::vector<uint8_t> codes(size_t(st.n));
-      backend_.download(codes.data(), st.m.data, codes.size());
-      out.add("adam8.m.codes." + name, StDType::U8, {st.n}, codes.data(), codes.size());
-      backend_.download(codes.data(), st.v.data, codes.size());
-      out.add("adam8.v.codes." + name, StDType::U8, {st.n}, codes.data(), codes.size());
-      out.add_f32("adam8.m.absmax." + name, {st.absmax_m.numel()}, download(st.absmax_m).data());
-      out.add_f32("adam8.v.absmax." + name, {st.absmax_v.numel()}, download(st.absmax_v).data());
+      raw("adam8.m.codes." + name, st.m, StDType::U8);
+      raw("adam8.v.codes." + name, st.v, StDType::U8);
+      f32("adam8.m.absmax." + name, st.absmax_m, {st.absmax_m.numel()});
+      f32("adam8.v.absmax." + name, st.absmax_v, {st.absmax_v.numel()});
     } else {
-      out.add_f32("adam.m." + name, {st.n}, download(st.m).data());
-      out.add_f32("adam.v." + name, {st.n}, download(st.v).data());
+      f32("adam.m." + name, st.m, {st.n});
+      f32("adam.v." + name, st.v, {st.n});
     }
     out.add("adam.t." + name, StDType::I64, {1}, &S.t, 8);
     if (!S.galore) continue;
     out.add("galore.step." + name, StDType::I64, {1}, &S.steps, 8);
     out.add("galore.refreshes." + name, StDType::I64, {1}, &S.refreshes, 8);
-    if (S.A.data) out.add_f32("galore.A." + name, {S.geo.m, S.geo.r}, download(S.A).data());
-    if (S.B.data) out.add_f32("galore.B." + name, {S.geo.r, S.geo.n}, download(S.B).data());
+    if (S.A.data) f32("galore.A." + name, S.A, {S.geo.m, S.geo.r});
+    if (S.B.data) f32("galore.B." + name, S.B, {S.geo.r, S.geo.n});
   }
 }
 

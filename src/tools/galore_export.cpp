@@ -94,8 +94,8 @@ int main(int argc, char** argv) {
     const std::vector<ParamInfo> params = llama_params(mc, {});
     const std::string wf = ckpt + "/model.safetensors";
     auto file = SafetensorsFile::open(wf);
-    std::vector<std::vector<float>> weights;
     bool all_bf16 = true;
+    int64_t n = 0;
     for (const auto& p : params) {
       if (!file.has(p.name)) fail("{}: tensor '{}' missing (damaged checkpoint?)", wf, p.name);
       const StTensor& t = file.get(p.name);
@@ -106,15 +106,14 @@ int main(int argc, char** argv) {
       if (t.dtype != StDType::F32 && t.dtype != StDType::BF16)
         fail("{}: tensor '{}' is {}, expected F32 or BF16", wf, p.name, st_dtype_name(t.dtype));
       all_bf16 = all_bf16 && t.dtype == StDType::BF16;
-      weights.push_back(t.to_f32());
+      n += t.numel();
     }
     if (file.names().size() != params.size())
       spdlog::warn("{}: {} tensors, the model has {}; extra tensors are not exported", wf, file.names().size(),
                    params.size());
     if (dtype.empty()) dtype = all_bf16 ? "bf16" : "fp32";
-    export_hf_weights(mc, params, weights, out, dtype);
-    int64_t n = 0;
-    for (auto& w : weights) n += int64_t(w.size());
+    // converted one tensor at a time while the file is written (a 7B export holds no copy of the model)
+    export_hf_weights(mc, params, [&](size_t i) { return file.get(params[i].name).to_f32(); }, out, dtype);
     char params_m[32];
     std::snprintf(params_m, sizeof params_m, "%.2fM", double(n) / 1e6);
     std::cout << "exported " << ckpt << " (step " << st.at("step").get<int64_t>() << ", " << params_m << " params) to "
