@@ -3,8 +3,9 @@
 //   galore-bench --config configs/llama1b.json --set training.total_batch_size=16 [--steps 10] [--warmup 3]
 // Prints one markdown table row and one JSON line (--json FILE appends it):
 // tokens/s (median step), model TFLOP/s (6*N + attention per token), MFU
-// against the card's dense bf16 peak, the memory plan and the device memory
-// in use. Each step ends in the optimizer's one host sync, so wall time
+// against the card's dense bf16 peak, executed TFLOP/s (the GEMMs and
+// attention the step runs, train/step_flops.h: compare with the GEMM
+// ceiling), the memory plan and the device memory in use. Each step ends in the optimizer's one host sync, so wall time
 // around a step equals device time; the backend is synchronized before the
 // clock starts.
 #include <CLI/CLI.hpp>
@@ -19,6 +20,7 @@
 #include "config/config.h"
 #include "core/error.h"
 #include "train/memory_plan.h"
+#include "train/step_flops.h"
 #include "train/trainer.h"
 
 using namespace gt;
@@ -80,6 +82,11 @@ int main(int argc, char** argv) {
     const double tps = tokens / step_s;
     const double flops =
         tps * llama_flops_per_token(cfg.model, cfg.training.seq_len, trainer.model().num_weights());
+    // executed FLOPs (train/step_flops.h), averaged over the timed steps (step i refreshes when i % gap == 0)
+    double executed = 0;
+    for (int i = warmup; i < warmup + steps; ++i)
+      executed += step_flops(cfg, i % cfg.optimizer.galore.update_proj_gap == 0).total() / steps;
+    const double executed_per_s = executed / step_s;
     const double peak = dev == Device::CUDA ? cuda_peak_bf16_flops() : 0.0;
     const double gib = double(1ull << 30);
     const double used = gpu && dev == Device::CUDA ? double(free0 - free1) / gib : 0.0;
@@ -96,12 +103,15 @@ int main(int argc, char** argv) {
                         {"tokens_per_s", tps},
                         {"model_tflops", flops / 1e12},
                         {"mfu", peak > 0 ? nlohmann::json(flops / peak) : nlohmann::json(nullptr)},
+                        {"executed_tflop_per_step", executed / 1e12},
+                        {"executed_tflops", executed_per_s / 1e12},
                         {"plan_gib", double(plan.total()) / gib},
                         {"device_used_gib", used},
                         {"init_s", init_s},
                         {"final_loss", loss}};
-    std::cout << fmt::format("| {} | {} | {:.0f} | {:.1f} | {} | {:.2f} | {:.2f} |\n", label, cfg.optimizer.name, tps,
-                             flops / 1e12, peak > 0 ? fmt::format("{:.1f}%", 100 * flops / peak) : "n/a",
+    std::cout << fmt::format("| {} | {} | {:.0f} | {:.1f} | {} | {:.1f} | {:.2f} | {:.2f} |\n", label,
+                             cfg.optimizer.name, tps, flops / 1e12,
+                             peak > 0 ? fmt::format("{:.1f}%", 100 * flops / peak) : "n/a", executed_per_s / 1e12,
                              double(plan.total()) / gib, used);
     std::cout << j.dump() << std::endl;
     if (!json_path.empty()) {
