@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "backend/backend.h"
+#include "core/error.h"
 #include "fd_util.h"
 #include "model/grads.h"
 #include "model/llama.h"
@@ -110,6 +111,48 @@ TEST(Model, SharedBufferSinkSeesTheSameGradients) {
   EXPECT_EQ(int(order.size()), model.num_params());  // every weight exactly once
   EXPECT_EQ(order.front(), model.num_params() - 1);  // lm_head first
   EXPECT_EQ(order.back(), 0);                        // embeddings last
+}
+
+// A training forward that runs the lm_head backward in its pass over the
+// logits (head_sink) gives the same loss and bit-identical gradients as
+// backward doing it, with and without recompute and a chunked logits
+// workspace, for accumulation (scale 0.5, second micro-batch) too; the
+// gradient reaches the sink only in backward, and backward must get the same
+// sink and scale.
+TEST(Model, LmHeadBackwardInForwardIsBitIdentical) {
+  const Shape s{19, 16, 28, 2, 4, 2, 2, 5};
+  for (bool recompute : {false, true}) {
+    SCOPED_TRACE(recompute ? "recompute" : "plain");
+    auto be = make_cpu_backend();
+    LlamaModel a(make_cfg(s), *be, s.B, s.T, 3, recompute), b(make_cfg(s), *be, s.B, s.T, 3, recompute);
+    a.init_random(6);
+    b.init_random(6);
+    FullGradients ga(*be, a.params()), gb(*be, b.params());
+    for (int micro = 0; micro < 2; ++micro) {
+      auto tokens = random_tokens(s.B, s.T, s.V, 11 + uint64_t(micro));
+      ga.set_accumulate(micro > 0);
+      gb.set_accumulate(micro > 0);
+      const double la = a.forward(tokens.data());
+      a.backward(ga, 0.5f);
+      const double lb = b.forward(tokens.data(), &gb, 0.5f);
+      EXPECT_EQ(la, lb);
+      b.backward(gb, 0.5f);
+    }
+    for (int p = 0; p < a.num_params(); ++p)
+      ASSERT_EQ(0, std::memcmp(ga.grad(p).data, gb.grad(p).data, ga.grad(p).nbytes())) << a.params()[size_t(p)].name;
+    // per-layer sink: lm_head's gradient is handed on by backward, first
+    SharedGradBuffer shared(*be, b.params());
+    std::vector<int> order;
+    shared.set_consumer([&](int p, const Tensor&) { order.push_back(p); });
+    auto tokens = random_tokens(s.B, s.T, s.V, 3);
+    b.forward(tokens.data(), &shared, 1.0f);
+    EXPECT_TRUE(order.empty()) << "forward must not hand on a gradient";
+    b.backward(shared, 1.0f);
+    ASSERT_EQ(int(order.size()), b.num_params());
+    EXPECT_EQ(order.front(), b.num_params() - 1);
+    b.forward(tokens.data(), &shared, 1.0f);
+    EXPECT_THROW(b.backward(shared, 0.5f), Error) << "another scale than forward's";
+  }
 }
 
 TEST(Model, PaddedWeightsLeaveInTheHfShape) {

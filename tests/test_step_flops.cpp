@@ -46,7 +46,7 @@ TEST(StepFlops, PlainStepAndRecompute) {
   const double attn = 2 * n_micro * 2.0 * 3 * 4 * 32 * 32 * 16;
   const StepFlops f = step_flops(c, false);
   EXPECT_DOUBLE_EQ(f.forward, n_micro * 2 * N * (s.lin + s.head) + attn);
-  EXPECT_DOUBLE_EQ(f.backward, n_micro * (4 * N * s.lin + 6 * N * s.head) + 2.5 * attn);
+  EXPECT_DOUBLE_EQ(f.backward, n_micro * (4 * N * s.lin + 4 * N * s.head) + 2.5 * attn);
   EXPECT_EQ(f.recompute, 0.0);
   EXPECT_EQ(f.galore, 0.0);
   const StepFlops r = step_flops(small({"optimizer.name=adamw", "training.recompute=true"}), false);
@@ -83,7 +83,7 @@ TEST(StepFlops, GaloreFormedFactoredRefreshAndAllAtOnce) {
 }
 
 // The numbers docs/PERFORMANCE.md plans with: llama7b, rank 1024, 16×256,
-// recompute, per-layer, factored: 45.4 GFLOP per token without attention
+// recompute, per-layer, factored: 45.1 GFLOP per token without attention
 // (GT_TEST_VERBOSE=1 prints the bench runs' counts).
 TEST(StepFlops, Llama7bBenchmarkRun) {
   if (std::getenv("GT_TEST_VERBOSE"))
@@ -108,7 +108,7 @@ TEST(StepFlops, Llama7bBenchmarkRun) {
   const StepFlops f = step_flops(c, false);
   const double tokens = 16 * 256;
   const double attn_per_token = (1 + 1 + 2.5) * 32 * 2.0 * 16 * 32 * 256 * 256 * 128 / tokens;
-  EXPECT_NEAR((f.total() / tokens - attn_per_token) / 1e9, 45.4, 0.1);
+  EXPECT_NEAR((f.total() / tokens - attn_per_token) / 1e9, 45.1, 0.1);
   // a refresh step forms every G: 66.3 instead of 21.0 TFLOP for the weight gradients + projections
   EXPECT_NEAR((step_flops(c, true).total() - f.total()) / 1e12, 66.3 - 21.0, 0.1);
 }

@@ -225,7 +225,8 @@ void LlamaModel::upload_weight_bytes(int i, const void* src) {
   be_.upload(w.data, padded.data(), w.nbytes());
 }
 
-double LlamaModel::forward(const int32_t* tokens) {
+double LlamaModel::forward(const int32_t* tokens, GradSink* head_sink, float dloss_scale) {
+  head_sink_ = nullptr;
   const int B = B_, T = T_, N = B * T;
   const float eps = float(cfg_.rms_norm_eps);
   for (int b = 0; b < B; ++b)
@@ -244,7 +245,15 @@ double LlamaModel::forward(const int32_t* tokens) {
   be_.embedding_forward(acts_[0].x, tokens_, W(embed_));
   for (int l = 0; l < cfg_.num_layers; ++l) layer_forward(l, true);
   be_.rmsnorm_forward(lnf_, rstdf_, x_final_, W(normf_), eps);
-  be_.classifier(losses_, Tensor{}, Tensor{}, lnf_, W(lm_head_), targets_, 0.0f, false, logits_);
+  if (head_sink) {  // losses, d lnf into dln and lm_head's gradient in one pass over the logits
+    bool acc = false;
+    const Tensor g = grad_for(*head_sink, lm_head_, &acc);
+    be_.classifier(losses_, dln_, g, lnf_, W(lm_head_), targets_, dloss_scale / float(N), acc, logits_);
+    head_sink_ = head_sink;
+    head_scale_ = dloss_scale;
+  } else {
+    be_.classifier(losses_, Tensor{}, Tensor{}, lnf_, W(lm_head_), targets_, 0.0f, false, logits_);
+  }
   be_.download(host_losses_.data(), losses_.data, size_t(N) * 4);
   double sum = 0.0;
   for (float x : host_losses_) sum += x;
@@ -304,10 +313,17 @@ void LlamaModel::backward(GradSink& sink, float dloss_scale) {
   const float theta = float(cfg_.rope_theta);
   bool acc = false;
 
-  // lm_head + loss: dlnf into dln. The logits are recomputed chunk by chunk
-  // (one extra lm_head GEMM, ~0.5% of a 7B step) so they never have to be kept.
-  Tensor g = grad_for(sink, lm_head_, &acc);
-  be_.classifier(losses_, dln_, g, lnf_, W(lm_head_), targets_, dloss_scale / float(N), acc, logits_);
+  // lm_head + loss: dlnf into dln. Done by a training forward (head_sink) in
+  // its pass over the logits; otherwise the logits are recomputed chunk by
+  // chunk (one extra lm_head GEMM) so that they never have to be kept.
+  Tensor g;
+  if (head_sink_) {
+    GT_ASSERT(head_sink_ == &sink && head_scale_ == dloss_scale);
+  } else {
+    g = grad_for(sink, lm_head_, &acc);
+    be_.classifier(losses_, dln_, g, lnf_, W(lm_head_), targets_, dloss_scale / float(N), acc, logits_);
+  }
+  head_sink_ = nullptr;
   sink.grad_ready(lm_head_);
 
   // final norm: dresid = d x_final

@@ -84,7 +84,13 @@ class LlamaModel {
 
   // tokens[B*(T+1)] on the host: inputs are [:, :T], targets [:, 1:].
   // Returns the mean cross-entropy over the B*T targets.
-  double forward(const int32_t* tokens);
+  // head_sink (training): the lm_head + loss backward runs here too, in the same
+  // chunked pass over the logits (lm_head's gradient into head_sink, d lnf kept
+  // for backward), so backward need not compute the logits again; the next
+  // backward must get the same sink and scale. The gradient is not handed on
+  // (grad_ready) before backward: a caller that skips backward (a non-finite
+  // loss) leaves every weight untouched.
+  double forward(const int32_t* tokens, GradSink* head_sink = nullptr, float dloss_scale = 1.0f);
   // Backward of the last forward; dloss_scale multiplies d(mean loss) (1/n_micro for accumulation).
   // It consumes that forward (SwiGLU gradients overwrite gate/up): forward again before another backward.
   void backward(GradSink& sink, float dloss_scale = 1.0f);
@@ -123,6 +129,8 @@ class LlamaModel {
   std::vector<LayerActs> acts_;
   Tensor tokens_, targets_, x_final_, lnf_, rstdf_, losses_, logits_;
   Tensor dresid_, dln_, dq_, dk_, dv_, datt_;  // datt_ is a view of dln's buffer
+  GradSink* head_sink_ = nullptr;  // set by a forward that ran the lm_head backward (until backward)
+  float head_scale_ = 0.0f;
   std::vector<int32_t> host_inputs_, host_targets_;
   std::vector<float> host_losses_;
 };

@@ -17,9 +17,9 @@ StepFlops step_flops(const Config& cfg, bool refresh) {
   StepFlops f;
   for (const ParamInfo& p : llama_params(mc, galore ? oc.galore.targets : std::vector<std::string>{})) {
     const double m = double(p.rows), n = double(p.cols);
-    if (p.kind == ParamKind::LmHead) {  // loss in forward; backward recomputes the logits, then dX and dW
+    if (p.kind == ParamKind::LmHead) {  // the training forward's one pass: logits, then dX and dW
       f.forward += n_micro * 2 * N * m * n;
-      f.backward += n_micro * 3 * 2 * N * m * n;
+      f.backward += n_micro * 2 * 2 * N * m * n;
       continue;
     }
     if (p.kind != ParamKind::Linear) continue;

@@ -2,7 +2,7 @@
 // for galore-bench: how close the step runs to the GEMM ceiling). Counted:
 // every GEMM (forward, the recompute forward, dX, dW or the factored GaLore
 // projection, the projection of a formed G, the back-projection, the
-// classifier's four lm_head products) and attention's causal products (the
+// classifier's three lm_head products) and attention's causal products (the
 // flash kernels skip the blocks above the diagonal). Not counted: elementwise
 // kernels, the 8-bit Adam step, the projector refresh itself.
 //
@@ -18,7 +18,7 @@ struct Config;
 struct StepFlops {
   double forward = 0;     // forward GEMMs + attention (incl. the classifier's loss GEMM)
   double recompute = 0;   // training.recompute: the layer forward again in backward (not down_proj)
-  double backward = 0;    // dX, dW (or the factored projection), the classifier's 3 products, attention
+  double backward = 0;    // dX, dW (or the factored projection), the classifier's dX and dW, attention
   double galore = 0;      // projections of formed gradients + back-projections
   double total() const { return forward + recompute + backward + galore; }
 };

@@ -254,7 +254,11 @@ double Trainer::train_step() {
       Rng rng(cfg_.training.seed ^ (uint64_t(step) << 20) ^ uint64_t(micro));
       for (auto& t : batch_) t = int32_t(rng.next_u64() % uint64_t(cfg_.model.vocab_size));
     }
-    double loss = model_->forward(batch_.data());
+    // The lm_head backward runs inside forward (one pass over the logits); its
+    // gradient is handed on only by backward, which a non-finite loss skips.
+    if (full_grads_) full_grads_->set_accumulate(micro > 0);
+    GradSink& sink = shared_grad_ ? static_cast<GradSink&>(*shared_grad_) : *full_grads_;
+    double loss = model_->forward(batch_.data(), &sink, 1.0f / float(n_micro));
     if (step == inject_nan_step_) loss = NAN;  // test hook: GALORE_INJECT_NAN_STEP
     if (!std::isfinite(loss)) {
       finite = false;
@@ -262,12 +266,7 @@ double Trainer::train_step() {
     }
     loss_sum += loss;
     current_.micro = micro;
-    if (shared_grad_) {
-      model_->backward(*shared_grad_, 1.0f / float(n_micro));
-    } else {
-      full_grads_->set_accumulate(micro > 0);
-      model_->backward(*full_grads_, 1.0f / float(n_micro));
-    }
+    model_->backward(sink, 1.0f / float(n_micro));
   }
   if (!finite && cfg_.training.nan_policy == "stop") {
     // The weights are untouched by this step (updates happen after backward,
