@@ -12,7 +12,8 @@
 // rowsum(dout*out) and the sum-of-squares partials share one device buffer
 // that grows on demand (cudaStreamSynchronize + cudaFree + cudaMalloc; only in
 // the first step, since shapes repeat). cuda_backend_reserve_scratch() sizes
-// it up front.
+// it up front, and cuda_backend_prepare_rope() builds the RoPE tables (the
+// trainer calls both before its first step).
 #include "cuda/cuda_check.h"  // first: see the note there
 
 #include <algorithm>
@@ -275,6 +276,7 @@ class CudaBackend final : public Backend {
   }
 
   void reserve_scratch(size_t bytes) { scratch(bytes); }
+  void prepare_rope(int T, int D, float theta) { ensure_rope_table(T, D, theta); }
   CudaBackendHandles handles() { return {stream_, gemm_.get()}; }  // cuda_backend_handles()
 
  private:
@@ -360,6 +362,10 @@ std::unique_ptr<Backend> make_cuda_backend_or_null() { return std::make_unique<C
 
 void cuda_backend_reserve_scratch(Backend& backend, size_t bytes) {
   if (auto* c = dynamic_cast<CudaBackend*>(&backend)) c->reserve_scratch(bytes);
+}
+
+void cuda_backend_prepare_rope(Backend& backend, int T, int D, float theta) {
+  if (auto* c = dynamic_cast<CudaBackend*>(&backend)) c->prepare_rope(T, D, theta);
 }
 
 CudaBackendHandles cuda_backend_handles(Backend& backend) {

@@ -18,6 +18,10 @@ std::unique_ptr<Backend> make_cuda_backend_or_null();
 // op allocates (ops otherwise grow it on first use, which synchronizes once).
 // `backend` must come from make_cuda_backend_or_null(); no-op for others.
 void cuda_backend_reserve_scratch(Backend& backend, size_t bytes);
+// CUDA-only: build RoPE's cos/sin tables for sequences up to T, head dim D and
+// theta up front, so that the first RoPE op does not allocate them (with a
+// sync) inside a step. No-op for other backends.
+void cuda_backend_prepare_rope(Backend& backend, int T, int D, float theta);
 
 }  // namespace gt
 

@@ -154,7 +154,8 @@ Trainer::Trainer(const Config& cfg, const TrainOptions& opts) : cfg_(cfg), opts_
 Trainer::~Trainer() = default;
 
 // On the GPU: refuse a plan that cannot fit before allocating anything, and
-// reserve the backend's op scratch at its planned size (no growth in the step).
+// reserve the backend's op scratch at its planned size and build the RoPE
+// tables (no allocation in the step).
 void Trainer::check_memory_plan() {
   if (backend_->device() != Device::CUDA) return;
   const MemoryPlan plan = plan_memory(cfg_, Device::CUDA);
@@ -167,6 +168,7 @@ void Trainer::check_memory_plan() {
   }
   cuda_backend_reserve_scratch(*backend_, cuda_backend_scratch_bytes(cfg_.model, cfg_.training.micro_batch_size,
                                                                      cfg_.training.seq_len));
+  cuda_backend_prepare_rope(*backend_, cfg_.training.seq_len, cfg_.model.head_dim(), float(cfg_.model.rope_theta));
 }
 
 void Trainer::resume_from(const std::string& path) {
