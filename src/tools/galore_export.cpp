@@ -112,8 +112,23 @@ int main(int argc, char** argv) {
       spdlog::warn("{}: {} tensors, the model has {}; extra tensors are not exported", wf, file.names().size(),
                    params.size());
     if (dtype.empty()) dtype = all_bf16 ? "bf16" : "fp32";
-    // converted one tensor at a time while the file is written (a 7B export holds no copy of the model)
-    export_hf_weights(mc, params, [&](size_t i) { return file.get(params[i].name).to_f32(); }, out, dtype);
+    // converted one tensor at a time while the file is written (a 7B export holds no copy of the
+    // model); large exports log their progress every 10%
+    int64_t done = 0, next_report = 1;
+    size_t tensors = 0;  // written so far (the file is in name order, not parameter order)
+    export_hf_weights(
+        mc, params,
+        [&](size_t i) {
+          const StTensor& t = file.get(params[i].name);
+          done += t.numel();
+          ++tensors;
+          if (n >= (int64_t(1) << 27) && done * 10 >= next_report * n) {
+            spdlog::info("export: {}% ({} of {} tensors)", done * 100 / n, tensors, params.size());
+            next_report = done * 10 / n + 1;
+          }
+          return t.to_f32();
+        },
+        out, dtype);
     char params_m[32];
     std::snprintf(params_m, sizeof params_m, "%.2fM", double(n) / 1e6);
     std::cout << "exported " << ckpt << " (step " << st.at("step").get<int64_t>() << ", " << params_m << " params) to "

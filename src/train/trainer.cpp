@@ -222,6 +222,9 @@ void Trainer::save_checkpoint(const std::string& reason) {
              {"version", GALORE_VERSION},
              {"reason", reason}};
   try {
+    // large models take seconds to download and write: say so first
+    if (model_->num_weights() >= (int64_t(1) << 30))
+      spdlog::info("writing checkpoint {} ({})...", checkpoint_name(state_.step), reason);
     const std::string path = write_checkpoint(cfg_.checkpoint_dir(), state_.step, *model_, *optimizer_, st);
     spdlog::info("checkpoint {} ({})", path, reason);
     prune_checkpoints(cfg_.checkpoint_dir(), cfg_.checkpoint.keep_last);
