@@ -7,6 +7,7 @@
 #include <iterator>
 
 #include "core/error.h"
+#include "core/fs_util.h"
 #include "core/safetensors.h"
 
 using namespace gt;
@@ -94,6 +95,25 @@ TEST(Safetensors, FailingDeferredTensorLeavesTheOldFile) {
   EXPECT_EQ(SafetensorsFile::open(p).get("x").to_f32(), std::vector<float>{3.0f});
   for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(p).parent_path()))
     EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
+}
+
+// AtomicFile: nothing under the final name until commit; abandoned, it leaves
+// no temporary and the old file as it was.
+TEST(Safetensors, AtomicFileAppearsOnlyOnCommit) {
+  const std::string p = tmp_path("atomic.txt");
+  write_file_atomic(p, "old");
+  {
+    AtomicFile f(p);
+    f.write("new contents", 12);
+    EXPECT_EQ(read_file(p), "old");
+  }  // destroyed without commit
+  EXPECT_EQ(read_file(p), "old");
+  for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(p).parent_path()))
+    EXPECT_EQ(e.path().filename().string().find("atomic.txt.tmp."), std::string::npos) << e.path();
+  AtomicFile g(p);
+  g.write("new", 3);
+  g.commit();
+  EXPECT_EQ(read_file(p), "new");
 }
 
 TEST(Safetensors, Bf16RoundsToNearestEven) {
