@@ -152,8 +152,6 @@ StDType st_of(DType t) {
   return StDType::F32;
 }
 
-std::vector<int64_t> shape_of(const ParamInfo& p) { return p.hf_shape(); }
-
 // The pid at the end of ".tmp_step_NNNNNNNN_<pid>" (or -1).
 long pid_of_scratch(const std::string& name) {
   const auto us = name.find_last_of('_');
@@ -230,7 +228,7 @@ std::string write_checkpoint_impl(const std::string& root, int64_t step, const L
       w.set_metadata("format", "pt");
       for (int i = 0; i < model.num_params(); ++i) {
         const auto& p = model.params()[size_t(i)];
-        w.add_deferred(p.name, st_of(model.weight(i).dtype), shape_of(p), model.weight_file_bytes(i),
+        w.add_deferred(p.name, st_of(model.weight(i).dtype), p.hf_shape(), model.weight_file_bytes(i),
                        [&model, i](void* dst) { model.download_weight_bytes(i, dst); });
       }
       w.write(tmp + "/model.safetensors");
@@ -457,9 +455,9 @@ void load_checkpoint_weights(LlamaModel& model, const std::string& path) {
     if (!st.has(p.name)) fail("{}: tensor '{}' missing (checkpoint of a different model shape?)", f, p.name);
     const StTensor& t = st.get(p.name);
     const Tensor& w = model.weight(i);
-    if (t.shape != shape_of(p))
+    if (t.shape != p.hf_shape())
       fail("{}: tensor '{}' has shape [{}] but the model needs [{}] (different model shape; check the config)", f,
-           p.name, fmt::join(t.shape, ", "), fmt::join(shape_of(p), ", "));
+           p.name, fmt::join(t.shape, ", "), fmt::join(p.hf_shape(), ", "));
     if (t.dtype == st_of(w.dtype)) {
       model.upload_weight_bytes(i, t.data);  // exact: same dtype as the device
     } else {

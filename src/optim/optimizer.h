@@ -2,6 +2,7 @@
 // (per-weight step: gradient -> optional communication -> update), so it works
 // both with per-layer updates inside backward and with a full-gradient step.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -54,6 +55,15 @@ inline void unpad_param(const ParamInfo& p, size_t elem_bytes, const void* padde
   for (int64_t r = 0; r < p.hf_rows(); ++r)
     std::memcpy(static_cast<char*>(hf) + size_t(r) * hf_row, static_cast<const char*>(padded) + size_t(r) * row,
                 hf_row);
+}
+// Σ|x| over the padding of a padded fp32 [rows, cols] (0 exactly when every
+// padding element is 0; NaN if one is NaN): the check that padding stays zero.
+inline double padding_abs_sum(const ParamInfo& p, const float* padded) {
+  double sum = 0;
+  for (int64_t r = 0; r < p.rows; ++r)
+    for (int64_t c = 0; c < p.cols; ++c)
+      if (r >= p.hf_rows() || c >= p.hf_cols()) sum += std::fabs(double(padded[r * p.cols + c]));
+  return sum;
 }
 
 struct StepInfo {
