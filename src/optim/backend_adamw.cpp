@@ -209,10 +209,6 @@ static Tensor view(const Tensor& t, std::initializer_list<int64_t> dims) {
   return v;
 }
 
-bool BackendAdamW::refresh_due(const Slot& S, const StepInfo& s) const {
-  return (s.micro == 0 && S.steps % cfg_.galore.update_proj_gap == 0) || S.refreshes == 0;
-}
-
 static void check_micro(const OptimizerConfig& cfg, int n_micro, const StepInfo& s) {
   if (s.n_micro > 1 && n_micro <= 1)
     fail("optimizer {}: built for 1 micro-batch per step but handed micro-batch {} of {}", cfg.name, s.micro,
@@ -221,7 +217,8 @@ static void check_micro(const OptimizerConfig& cfg, int n_micro, const StepInfo&
 
 bool BackendAdamW::takes_grad_factors(int index, const StepInfo& s) const {
   const Slot& S = slots_[size_t(index)];
-  return factor_tmp_.data && S.galore && factored(cfg_, S.geo) && !refresh_due(S, s);
+  return factor_tmp_.data && S.galore && factored(cfg_, S.geo) &&
+         !galore_refresh_due(cfg_.galore, S.steps, s.micro, S.refreshes);
 }
 
 // R (or the accumulator) from the factors: the first half of a GaLore step
@@ -266,7 +263,7 @@ void BackendAdamW::on_grad(int index, const Tensor& weight, const Tensor& grad, 
   const Tensor R = view(s.n_micro > 1 ? S.acc : R_, {S.geo.rows(), S.geo.cols()});
   if (!from_factors) {
     const Tensor G = view(grad, {S.geo.m, S.geo.n});
-    if (refresh_due(S, s)) refresh(S, G);
+    if (galore_refresh_due(cfg_.galore, S.steps, s.micro, S.refreshes)) refresh(S, G);
     k_->project(S.geo, S.A, S.B, G, R, s.n_micro > 1 && s.micro > 0);
   }
   if (s.n_micro > 1 && !s.last_micro()) return;

@@ -80,8 +80,6 @@ class BackendAdamW final : public Optimizer {
     uint64_t seed_base = 0; // hash of the parameter's name
     int factored_micro = -1;  // micro-batch whose projection came from on_grad_factors (-1: none pending)
   };
-  // A refresh is due at micro-batch 0 of every update_proj_gap-th update (and before the first).
-  bool refresh_due(const Slot& S, const StepInfo& s) const;
   void refresh(Slot& S, const Tensor& g);
   uint64_t rounding_seed(const Slot& S) const;
   std::vector<float> download(const Tensor& t) const;

@@ -77,7 +77,7 @@ void GaloreAdamW::on_grad(int index, const Tensor& weight, const Tensor& grad, c
   GT_ASSERT(grad.numel() == S.geo.m * S.geo.n && weight.numel() == S.geo.m * S.geo.n);
   const float* g = grad.f32();  // [m, n]
   // The projector for the whole step comes from the first micro-batch's gradient.
-  if ((s.micro == 0 && steps_[k] % cfg_.galore.update_proj_gap == 0) || S.refreshes == 0) refresh(k, g);
+  if (galore_refresh_due(cfg_.galore, steps_[k], s.micro, S.refreshes)) refresh(k, g);
   const int64_t pn = S.geo.numel();
   if (s.n_micro > 1) {
     if (S.acc.empty()) S.acc.assign(size_t(pn), 0.0f);

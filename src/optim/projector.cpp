@@ -185,6 +185,10 @@ void compute_projector(const GaloreConfig& cfg, const ProjGeom& geo, const float
   }
 }
 
+bool galore_refresh_due(const GaloreConfig& g, int64_t steps, int micro, int64_t refreshes) {
+  return (micro == 0 && steps % g.update_proj_gap == 0) || refreshes == 0;
+}
+
 void galore_project(const ProjGeom& geo, const float* A, const float* B, const float* g, float* R) {
   const CMap G(g, geo.m, geo.n);
   MMap out(R, geo.rows(), geo.cols());

@@ -36,6 +36,11 @@ ProjGeom make_proj_geom(const std::string& proj_type, int64_t m, int64_t n, int 
 // Checks optimizer.galore.* values (names the key on error).
 void validate_galore_config(const GaloreConfig& g);
 
+// Whether a GaLore target computes a new projector at micro-batch `micro` of
+// its update number `steps` (counted from 0) after `refreshes` refreshes: at
+// micro-batch 0 of every update_proj_gap-th update, and before its first update.
+bool galore_refresh_due(const GaloreConfig& g, int64_t steps, int micro, int64_t refreshes);
+
 // Exact SVD of g[m, n] with LAPACKE_sgesdd (the driver torch.linalg.svd uses on
 // the CPU, so the singular vectors' signs follow the same convention):
 // U[m, r] = U[:, :r] and Vt[r, n] = Vᵀ[:r]; either may be null.

@@ -19,6 +19,7 @@
 #include "backend/device_plan.h"
 #include "config/config.h"
 #include "core/error.h"
+#include "optim/projector.h"
 #include "train/memory_plan.h"
 #include "train/step_flops.h"
 #include "train/trainer.h"
@@ -82,10 +83,10 @@ int main(int argc, char** argv) {
     const double tps = tokens / step_s;
     const double flops =
         tps * llama_flops_per_token(cfg.model, cfg.training.seq_len, trainer.model().num_weights());
-    // executed FLOPs (train/step_flops.h), averaged over the timed steps (step i refreshes when i % gap == 0)
+    // executed FLOPs (train/step_flops.h), averaged over the timed steps (step i > 0 follows a refresh)
     double executed = 0;
     for (int i = warmup; i < warmup + steps; ++i)
-      executed += step_flops(cfg, i % cfg.optimizer.galore.update_proj_gap == 0).total() / steps;
+      executed += step_flops(cfg, galore_refresh_due(cfg.optimizer.galore, i, 0, i)).total() / steps;
     const double executed_per_s = executed / step_s;
     const double peak = dev == Device::CUDA ? cuda_peak_bf16_flops() : 0.0;
     const double gib = double(1ull << 30);
