@@ -209,6 +209,11 @@ static Tensor view(const Tensor& t, std::initializer_list<int64_t> dims) {
   return v;
 }
 
+// R [rows, cols] of a GaLore target: its accumulator over micro-batches, or the shared R_.
+Tensor BackendAdamW::projected_grad(const Slot& S, const StepInfo& s) const {
+  return view(s.n_micro > 1 ? S.acc : R_, {S.geo.rows(), S.geo.cols()});
+}
+
 static void check_micro(const OptimizerConfig& cfg, int n_micro, const StepInfo& s) {
   if (s.n_micro > 1 && n_micro <= 1)
     fail("optimizer {}: built for 1 micro-batch per step but handed micro-batch {} of {}", cfg.name, s.micro,
@@ -227,9 +232,9 @@ void BackendAdamW::on_grad_factors(int index, const Tensor& dy, const Tensor& x,
   Slot& S = slots_[size_t(index)];
   GT_ASSERT(takes_grad_factors(index, s) && S.factored_micro < 0);
   check_micro(cfg_, n_micro_, s);
-  const Tensor R = view(s.n_micro > 1 ? S.acc : R_, {S.geo.rows(), S.geo.cols()});
   const int64_t chunk = factor_tmp_.numel() / S.geo.r;
-  k_->project_factors(S.geo, S.A, S.B, dy, x, view(factor_tmp_, {chunk, S.geo.r}), R, s.n_micro > 1 && s.micro > 0);
+  k_->project_factors(S.geo, S.A, S.B, dy, x, view(factor_tmp_, {chunk, S.geo.r}), projected_grad(S, s),
+                      adds_to_projected_grad(s));
   S.factored_micro = s.micro;
   ++factored_projections_;
 }
@@ -260,11 +265,11 @@ void BackendAdamW::on_grad(int index, const Tensor& weight, const Tensor& grad, 
     return;
   }
   // GaLore target: the projector for the whole step comes from micro-batch 0's gradient.
-  const Tensor R = view(s.n_micro > 1 ? S.acc : R_, {S.geo.rows(), S.geo.cols()});
+  const Tensor R = projected_grad(S, s);
   if (!from_factors) {
     const Tensor G = view(grad, {S.geo.m, S.geo.n});
     if (galore_refresh_due(cfg_.galore, S.steps, s.micro, S.refreshes)) refresh(S, G);
-    k_->project(S.geo, S.A, S.B, G, R, s.n_micro > 1 && s.micro > 0);
+    k_->project(S.geo, S.A, S.B, G, R, adds_to_projected_grad(s));
   }
   if (s.n_micro > 1 && !s.last_micro()) return;
   k_->clip_and_stats(R, s.clip_scale, s.clip_norm);

@@ -80,6 +80,9 @@ class BackendAdamW final : public Optimizer {
     uint64_t seed_base = 0; // hash of the parameter's name
     int factored_micro = -1;  // micro-batch whose projection came from on_grad_factors (-1: none pending)
   };
+  Tensor projected_grad(const Slot& S, const StepInfo& s) const;
+  // Micro-batches after the first add their projection to the accumulator.
+  static bool adds_to_projected_grad(const StepInfo& s) { return s.n_micro > 1 && s.micro > 0; }
   void refresh(Slot& S, const Tensor& g);
   uint64_t rounding_seed(const Slot& S) const;
   std::vector<float> download(const Tensor& t) const;
