@@ -1,7 +1,24 @@
-# Sourced by run_train.sh and run_projector.sh: the incremental, parallel
-# compile of $SRCS with $FLAGS into obj/ (in the current directory), at most
-# ${JOBS:-nproc} compilers at once. Sets OBJS to the objects, in $SRCS order.
-# Needs ROOT (sources under it get obj/ names from their path).
+# Sourced by run_train.sh and run_projector.sh (needs HERE and ROOT):
+#   emu_take_generated  copies gen.py's gen/*_emu.cpp into the current directory
+#                       where their text changed (keeps the objects up to date);
+#   EMU_FLAGS           the compile flags both share, SANFLAGS from $SAN;
+#   emu_compile         the incremental, parallel compile of $SRCS with $FLAGS
+#                       into obj/, at most ${JOBS:-nproc} compilers at once. Sets
+#                       OBJS to the objects, in $SRCS order (sources under ROOT
+#                       get obj/ names from their path).
+
+emu_take_generated() {
+  local f
+  for f in gen/*_emu.cpp; do
+    cmp -s "$f" "$(basename "$f")" || cp "$f" .
+  done
+}
+
+SANFLAGS=""
+[ -n "${SAN:-}" ] && SANFLAGS="-fsanitize=$SAN -fno-omit-frame-pointer"
+EMU_FLAGS="-std=c++20 -O1 -g $SANFLAGS -fopenmp -Wno-stringop-overflow -I$HERE -I$ROOT -I$ROOT/src
+  -I/usr/local/cuda/include -DGALORE_WITH_CUDA=1 -DFMT_SHARED -DSPDLOG_COMPILED_LIB -DSPDLOG_FMT_EXTERNAL
+  -DSPDLOG_SHARED_LIB -include $HERE/emu_runtime.h"
 
 # Up to date: the object exists and is newer than its source and every header it included.
 emu_fresh() {

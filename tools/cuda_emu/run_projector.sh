@@ -21,9 +21,8 @@ SAN=${SAN-address,undefined}
 JOBS=${JOBS:-2}
 mkdir -p "$OUT/obj" "$OUT/gen"
 cd "$OUT"
+source "$HERE/emu_build.bash"
 
-# gen.py writes NAME_emu.cpp into the current directory; only replace the
-# generated file when its text changed (keeps its object up to date).
 (cd gen && python3 "$HERE/gen.py" "$ROOT/cuda/projector.cu" >/dev/null)
 # Region checks (emu_blas_solver.h): register the workspace regions at the
 # start of refresh() and in reproject_moments(), in the generated file only.
@@ -37,19 +36,12 @@ hook '^  const bool left = geo.side != ProjSide::Right, right = geo.side != Proj
   '  emu_projector_regions(I);'
 hook '^  float\* tmp = take(size_t(rows \* cols) \* sizeof(float));' \
   '  emu_reproject_regions(a_old, a_new, na, b_old, b_new, nb, M, M2, r * r, tmp, rows * cols);'
-for f in gen/*_emu.cpp; do
-  if ! cmp -s "$f" "$(basename "$f")"; then cp "$f" .; fi
-done
+emu_take_generated
 
-SANFLAGS=""
-[ -n "$SAN" ] && SANFLAGS="-fsanitize=$SAN -fno-omit-frame-pointer"
-FLAGS="-std=c++20 -O1 -g $SANFLAGS -fopenmp -Wno-stringop-overflow -I$HERE -I$ROOT -I$ROOT/src
-  -I/usr/local/cuda/include $(pkg-config --cflags eigen3 lapacke) -DGALORE_WITH_CUDA=1
-  -DFMT_SHARED -DSPDLOG_COMPILED_LIB -DSPDLOG_FMT_EXTERNAL -DSPDLOG_SHARED_LIB -include $HERE/emu_runtime.h"
+FLAGS="$EMU_FLAGS $(pkg-config --cflags eigen3 lapacke)"
 SRCS="$OUT/projector_emu.cpp $HERE/emu_blas_solver.cpp $ROOT/src/optim/projector.cpp
   $ROOT/tests/gpu/test_projector_cuda.cpp $HERE/emu_projector_extra_test.cpp"
 
-source "$HERE/emu_build.bash"
 emu_compile
 # -llapack -lblas: the system's Fortran LAPACK / BLAS for the emulated
 # cuBLAS / cuSOLVER (emu_blas_solver.cpp); lapacke for the CPU reference.

@@ -21,29 +21,22 @@ OUT=${OUT:-$ROOT/build-emu-train}
 SAN=${SAN-address,undefined}
 mkdir -p "$OUT/obj" "$OUT/gen"
 cd "$OUT"
+source "$HERE/emu_build.bash"
 
 # The kernels and the CUDA host code, rewritten for the emulator. matmul.cu
 # (cuBLASLt) is replaced by emu_gemm.cpp; projector.cu's cuBLAS/cuSOLVER calls
-# go to emu_blas_solver.cpp. gen.py writes NAME_emu.cpp into the current directory; only
-# replace a generated file when its text changed (keeps objects up to date).
+# go to emu_blas_solver.cpp.
 CU=$(ls "$ROOT"/cuda/*.cu | grep -v -e '/matmul.cu$')
 CU="$CU $ROOT/src/backend/cuda_backend.cu $ROOT/src/backend/cuda_optim_kernels.cu $ROOT/src/backend/device_plan.cu"
 (cd gen && python3 "$HERE/gen.py" $CU >/dev/null)
-for f in gen/*_emu.cpp; do
-  if ! cmp -s "$f" "$(basename "$f")"; then cp "$f" .; fi
-done
+emu_take_generated
 
-SANFLAGS=""
-[ -n "$SAN" ] && SANFLAGS="-fsanitize=$SAN -fno-omit-frame-pointer"
-FLAGS="-std=c++20 -O1 -g $SANFLAGS -fopenmp -Wno-stringop-overflow -I$HERE -I$ROOT -I$ROOT/src
-  -I/usr/local/cuda/include $(pkg-config --cflags eigen3 lapacke openblas) -DGALORE_WITH_CUDA=1
-  -DGALORE_VERSION=\"emu\" -DGALORE_SOURCE_DIR=\"$ROOT\" -DFMT_SHARED -DSPDLOG_COMPILED_LIB
-  -DSPDLOG_FMT_EXTERNAL -DSPDLOG_SHARED_LIB -include $HERE/emu_runtime.h"
+FLAGS="$EMU_FLAGS $(pkg-config --cflags eigen3 lapacke openblas) -DGALORE_VERSION=\"emu\"
+  -DGALORE_SOURCE_DIR=\"$ROOT\""
 HOST=$(ls "$ROOT"/src/{core,config,model,backend,optim,data,train,checkpoint}/*.cpp "$ROOT"/cuda/*_cpu.cpp)
 SRCS="$(ls "$OUT"/*_emu.cpp) $HERE/emu_gemm.cpp $HERE/emu_blas_solver.cpp $HOST $HERE/emu_train_test.cpp
   $ROOT/tests/gpu/test_optim_kernels.cpp"
 
-source "$HERE/emu_build.bash"
 emu_compile
 g++ $SANFLAGS -fopenmp "${OBJS[@]}" -o emu_train_test -lgtest -lgtest_main -lspdlog -lfmt -lpthread -lz \
   $(pkg-config --libs sentencepiece lapacke openblas) -llapack -lblas -L/usr/local/cuda/lib64 -lcudart
