@@ -61,6 +61,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#include <type_traits>
 
 #include "cuda/attention.h"
 
@@ -941,6 +942,20 @@ bool tc_compiled() {
   return ok;
 }
 
+// f(std::integral_constant<int, D>{}) for a head dim D the kernels are
+// instantiated for (check_dims has refused the others).
+template <typename F>
+void with_head_dim(int D, F&& f) {
+  switch (D) {
+    case 16: return f(std::integral_constant<int, 16>{});
+    case 32: return f(std::integral_constant<int, 32>{});
+    case 64: return f(std::integral_constant<int, 64>{});
+    case 96: return f(std::integral_constant<int, 96>{});
+    case 128: return f(std::integral_constant<int, 128>{});
+  }
+  GT_ASSERT(false);
+}
+
 bool tc_aligned(std::initializer_list<const void*> ptrs) {
   for (const void* p : ptrs)
     if (!aligned16(p)) return false;
@@ -968,23 +983,14 @@ void attention_forward_cuda(bf16* out, float* lse, const bf16* q, const bf16* k,
                             int NKV, int D, cudaStream_t stream) {
   check_dims(B, T, NH, NKV, D);
   if (B <= 0 || T <= 0 || NH <= 0) return;
-  if (!attention_cuda_simt() && tc_compiled() && tc_aligned({out, q, k, v})) {
-    switch (D) {
-      case 16: forward_tc_launch<16>(out, lse, q, k, v, B, T, NH, NKV, stream); break;
-      case 32: forward_tc_launch<32>(out, lse, q, k, v, B, T, NH, NKV, stream); break;
-      case 64: forward_tc_launch<64>(out, lse, q, k, v, B, T, NH, NKV, stream); break;
-      case 96: forward_tc_launch<96>(out, lse, q, k, v, B, T, NH, NKV, stream); break;
-      case 128: forward_tc_launch<128>(out, lse, q, k, v, B, T, NH, NKV, stream); break;
-    }
-    return;
-  }
-  switch (D) {
-    case 16: forward_launch<16>(out, lse, q, k, v, B, T, NH, NKV, stream); break;
-    case 32: forward_launch<32>(out, lse, q, k, v, B, T, NH, NKV, stream); break;
-    case 64: forward_launch<64>(out, lse, q, k, v, B, T, NH, NKV, stream); break;
-    case 96: forward_launch<96>(out, lse, q, k, v, B, T, NH, NKV, stream); break;
-    case 128: forward_launch<128>(out, lse, q, k, v, B, T, NH, NKV, stream); break;
-  }
+  const bool tc = !attention_cuda_simt() && tc_compiled() && tc_aligned({out, q, k, v});
+  with_head_dim(D, [&](auto d) {
+    constexpr int HD = decltype(d)::value;
+    if (tc)
+      forward_tc_launch<HD>(out, lse, q, k, v, B, T, NH, NKV, stream);
+    else
+      forward_launch<HD>(out, lse, q, k, v, B, T, NH, NKV, stream);
+  });
 }
 
 size_t attention_backward_cuda_workspace(int B, int T, int NH) { return sizeof(float) * size_t(B) * T * NH; }
@@ -999,23 +1005,14 @@ void attention_backward_cuda(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, con
   const int64_t rows = int64_t(B) * T * NH;
   attention_dvec_kernel<<<unsigned(ceil_div(rows, 8)), 256, 0, stream>>>(Dvec, dout, out, rows, T, NH, D);
   CUDA_CHECK_LAUNCH();
-  if (!attention_cuda_simt() && tc_compiled() && tc_aligned({dq, dk, dv, dout, q, k, v})) {
-    switch (D) {
-      case 16: backward_tc_launch<16>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream); break;
-      case 32: backward_tc_launch<32>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream); break;
-      case 64: backward_tc_launch<64>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream); break;
-      case 96: backward_tc_launch<96>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream); break;
-      case 128: backward_tc_launch<128>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream); break;
-    }
-    return;
-  }
-  switch (D) {
-    case 16: backward_launch<16>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream); break;
-    case 32: backward_launch<32>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream); break;
-    case 64: backward_launch<64>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream); break;
-    case 96: backward_launch<96>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream); break;
-    case 128: backward_launch<128>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream); break;
-  }
+  const bool tc = !attention_cuda_simt() && tc_compiled() && tc_aligned({dq, dk, dv, dout, q, k, v});
+  with_head_dim(D, [&](auto d) {
+    constexpr int HD = decltype(d)::value;
+    if (tc)
+      backward_tc_launch<HD>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream);
+    else
+      backward_launch<HD>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream);
+  });
 }
 
 }  // namespace gt
