@@ -23,24 +23,15 @@
 #include "model/hf_io.h"
 #include "model/llama.h"
 #include "optim/optimizer.h"
+#include "test_util.h"
 
 using namespace gt;
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-namespace {
+using gt::test::TempDir;
 
-struct TmpDir {
-  std::string path;
-  TmpDir() {
-    char tmpl[] = "/tmp/test_checkpoint.XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TmpDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+namespace {
 
 ModelConfig small_cfg(int hidden = 16) {
   ModelConfig c;
@@ -135,7 +126,7 @@ TEST(Xxh64, MatchesPublishedVectors) {
 }
 
 TEST(Xxh64, FileStreamingEqualsOneShot) {
-  TmpDir d;
+  TempDir d;
   std::string bytes(size_t(9) * 1024 * 1024 + 77, '\0');  // crosses the 4 MiB read chunks at odd offsets
   Rng r(5);
   for (auto& c : bytes) c = char(r.below(256));
@@ -158,7 +149,7 @@ TEST(Checkpoint, NamesAndSteps) {
 class CheckpointRoundTrip : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CheckpointRoundTrip, WeightsAndOptimizerStateAreBitExact) {
-  TmpDir d;
+  TempDir d;
   Trained a(GetParam(), 3, 11);
   const std::string path = write_checkpoint(d.path, 3, *a.model, *a.opt, a.state(3));
   EXPECT_EQ(path, d.path + "/step_00000003");
@@ -177,7 +168,7 @@ TEST_P(CheckpointRoundTrip, WeightsAndOptimizerStateAreBitExact) {
     ASSERT_EQ(0, std::memcmp(wa.data(), wb.data(), wa.size() * 4)) << a.params[size_t(i)].name;
   }
   // Saving the loaded state again gives the same bytes.
-  TmpDir d2;
+  TempDir d2;
   const std::string path2 = write_checkpoint(d2.path, 3, *b.model, *b.opt, a.state(3));
   for (const char* f : {"model.safetensors", "optimizer.safetensors", "trainer_state.json", "config.json"})
     EXPECT_EQ(slurp(path + "/" + f), slurp(path2 + "/" + f)) << f;
@@ -189,7 +180,7 @@ TEST_P(CheckpointRoundTrip, WeightsAndOptimizerStateAreBitExact) {
 INSTANTIATE_TEST_SUITE_P(Optimizers, CheckpointRoundTrip, ::testing::Values("adamw", "galore_adamw8bit", "sgd"));
 
 TEST(Checkpoint, VerifyDetectsDamage) {
-  TmpDir d;
+  TempDir d;
   Trained a("adamw", 1, 3);
   const std::string p = write_checkpoint(d.path, 1, *a.model, *a.opt, a.state(1));
   ASSERT_EQ(verify_checkpoint(p), "");
@@ -213,7 +204,7 @@ TEST(Checkpoint, VerifyDetectsDamage) {
 }
 
 TEST(Checkpoint, FindLatestSkipsDamagedAndIncomplete) {
-  TmpDir d;
+  TempDir d;
   Trained a("adamw", 1, 3);
   EXPECT_FALSE(find_latest_checkpoint(d.path + "/none").has_value());
   for (int s : {2, 4, 6}) write_checkpoint(d.path, s, *a.model, *a.opt, a.state(s));
@@ -230,7 +221,7 @@ TEST(Checkpoint, FindLatestSkipsDamagedAndIncomplete) {
 }
 
 TEST(Checkpoint, PruneKeepsNewestAndTheCurrentOne) {
-  TmpDir d;
+  TempDir d;
   Trained a("adamw", 1, 3);
   for (int s : {1, 2, 3, 4}) write_checkpoint(d.path, s, *a.model, *a.opt, a.state(s));
   // scratch of a dead writer is removed, a live writer's is kept
@@ -267,7 +258,7 @@ TEST(Checkpoint, PruneKeepsNewestAndTheCurrentOne) {
 }
 
 TEST(Checkpoint, ReplacesAnExistingStepAtomically) {
-  TmpDir d;
+  TempDir d;
   Trained a("adamw", 1, 3), b("adamw", 2, 4);
   const std::string p = write_checkpoint(d.path, 5, *a.model, *a.opt, a.state(5));
   write_checkpoint(d.path, 5, *b.model, *b.opt, b.state(5));
@@ -283,7 +274,7 @@ TEST(Checkpoint, ReplacesAnExistingStepAtomically) {
 }
 
 TEST(Checkpoint, WriteFailureLeavesNoFolderAndEarlierIntact) {
-  TmpDir d;
+  TempDir d;
   Trained a("adamw", 1, 3);
   const std::string p2 = write_checkpoint(d.path, 2, *a.model, *a.opt, a.state(2));
   const std::string before = slurp(p2 + "/model.safetensors");
@@ -313,7 +304,7 @@ TEST(Checkpoint, WriteFailureLeavesNoFolderAndEarlierIntact) {
 }
 
 TEST(Checkpoint, LoaderErrorsNameTheProblem) {
-  TmpDir d;
+  TempDir d;
   Trained a("adamw", 1, 3);
   const std::string p = write_checkpoint(d.path, 1, *a.model, *a.opt, a.state(1));
   // another model shape
@@ -350,7 +341,7 @@ TEST(Checkpoint, LoaderErrorsNameTheProblem) {
 // Hugging Face export / import
 
 TEST(HfInterop, Fp32ExportImportIsExact) {
-  TmpDir d;
+  TempDir d;
   Trained a("adamw", 2, 21);
   export_hf(*a.model, d.path + "/hf", "fp32");
   const ModelConfig back = model_config_from_hf(d.path + "/hf");
@@ -364,7 +355,7 @@ TEST(HfInterop, Fp32ExportImportIsExact) {
 }
 
 TEST(HfInterop, Bf16ExportRoundsToNearestEven) {
-  TmpDir d;
+  TempDir d;
   Trained a("adamw", 2, 21);
   export_hf(*a.model, d.path + "/hf", "bf16");
   auto f = SafetensorsFile::open(d.path + "/hf/model.safetensors");
@@ -386,7 +377,7 @@ TEST(HfInterop, TinyLlamaFixtureRoundTripsExactly) {
   const int B = 2, T = 16;
   LlamaModel m1(mc, *be, B, T);
   load_hf_weights(m1, fix);
-  TmpDir d;
+  TempDir d;
   export_hf(m1, d.path + "/hf", "fp32");
   // every tensor of the export equals the fixture's, byte for byte
   auto a = SafetensorsFile::open(fix + "/model.safetensors");
@@ -420,7 +411,7 @@ TEST(HfInterop, TinyLlamaFixtureRoundTripsExactly) {
 TEST(HfInterop, ExportToolRoundTrip) {
   const char* bin = std::getenv("GALORE_BIN");
   if (!bin) GTEST_SKIP() << "GALORE_BIN not set (run through ctest)";
-  TmpDir d;
+  TempDir d;
   Trained a("adamw", 2, 8);
   const std::string ck = write_checkpoint(d.path + "/ck", 2, *a.model, *a.opt, a.state(2));
   const std::string tool = std::string(bin) + "/galore-export";

@@ -12,22 +12,15 @@
 #include "data/loader.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
+#include "test_util.h"
 
 using namespace gt;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-namespace {
+using gt::test::TempDir;
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "gt_loader_XXXXXX").string();
-    path = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return path + "/" + name; }
-};
+namespace {
 
 constexpr int64_t kVocab = 1 << 24;
 constexpr int32_t kShardStride = 1'000'000;  // token = shard * kShardStride + offset

@@ -17,24 +17,17 @@
 #include "data/shard.h"
 #include "data/tokenize.h"
 #include "data/tokenizer.h"
+#include "test_util.h"
 
 using namespace gt;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
+using gt::test::TempDir;
+
 namespace {
 
 const std::string kModel = std::string(GALORE_SOURCE_DIR) + "/data/sample/tokenizer.model";
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "gt_data_XXXXXX").string();
-    path = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return path + "/" + name; }
-};
 
 void write_text(const std::string& path, const std::string& s) { std::ofstream(path, std::ios::binary) << s; }
 

@@ -1,8 +1,11 @@
 // Helpers shared by the CPU tests.
 #pragma once
+#include <stdlib.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -11,6 +14,23 @@
 #include "optim/optimizer.h"
 
 namespace gt::test {
+
+// A fresh directory under the system temp dir, removed with everything in it.
+struct TempDir {
+  std::string path;
+  explicit TempDir(const std::string& prefix = "gt_test") {
+    std::string tmpl = (std::filesystem::temp_directory_path() / (prefix + "_XXXXXX")).string();
+    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed for " + tmpl);
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string operator/(const std::string& name) const { return path + "/" + name; }
+};
 
 // n normal(0, 1) values times scale, from the project's seeded Rng.
 inline std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.0f) {

@@ -8,6 +8,7 @@ size_t cuda_backend_workspace_bytes(const ModelConfig&, int, int) { return 0; }
 size_t cuda_backend_scratch_bytes(const ModelConfig&, int, int) { return 0; }
 bool cuda_memory_info(size_t*, size_t*) { return false; }
 void cuda_backend_reserve_scratch(Backend&, size_t) {}
+void cuda_backend_prepare_rope(Backend&, int, int, float) {}
 double cuda_peak_bf16_flops() { return 0.0; }
 std::string cuda_device_description() { return ""; }
 }  // namespace gt

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
+#include <cmath>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -441,9 +443,33 @@ json read_trainer_state(const std::string& path) {
   for (const char* key : {"step", "tokens", "prev_grad_norm", "data_position", "config", "version"})
     if (!st.is_object() || !st.contains(key))
       fail("{}: no \"{}\" (written by another version of galore-train?); pick another checkpoint", f, key);
-  if (!st["step"].is_number_integer() || !st["config"].is_object() || !st["config"].contains("model") ||
-      !st["config"].contains("optimizer"))
-    fail("{}: malformed \"step\" or \"config\"; pick another checkpoint", f);
+  // The counters a resume reads back; optional ones were added after the first format.
+  // Counts stay below 2^53 (exact in a double; far from int64 overflow when a step adds to them).
+  const auto count = [](const json& v) { return v.is_number_unsigned() && v.get<uint64_t>() < (uint64_t(1) << 53); };
+  const auto small_count = [](const json& v) { return v.is_number_unsigned() && v.get<uint64_t>() <= INT32_MAX; };
+  const auto number = [](const json& v) { return v.is_number() && std::isfinite(v.get<double>()); };
+  const struct {
+    const char* key;
+    bool required;
+    bool (*ok)(const json&);
+    const char* expected;
+  } fields[] = {{"step", true, count, "an integer from 0 to 2^53"},
+                {"tokens", true, count, "an integer from 0 to 2^53"},
+                {"prev_grad_norm", true, number, "a number"},
+                {"skipped_steps", false, count, "an integer from 0 to 2^53"},
+                {"log_loss_count", false, small_count, "an integer from 0 to 2^31-1"},
+                {"elapsed_s", false, number, "a number"},
+                {"log_loss_sum", false, number, "a number"}};
+  for (const auto& field : fields)
+    if ((field.required || st.contains(field.key)) && !field.ok(st[field.key]))
+      fail("{}: \"{}\" is {}, expected {}; the checkpoint is damaged, pick another", f, field.key,
+           st[field.key].dump(), field.expected);
+  if (!st["config"].is_object() || !st["config"].contains("model") || !st["config"]["model"].is_object() ||
+      !st["config"].contains("optimizer") || !st["config"]["optimizer"].is_object())
+    fail("{}: \"config\" lacks its model or optimizer section; the checkpoint is damaged, pick another", f);
+  if (!st["data_position"].is_null() && !st["data_position"].is_object())
+    fail("{}: \"data_position\" is {}, expected an object or null; the checkpoint is damaged, pick another", f,
+         st["data_position"].dump());
   return st;
 }
 

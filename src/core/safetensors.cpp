@@ -150,18 +150,38 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     t.name = name;
     if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
       fail("{}: tensor '{}' lacks dtype/shape/data_offsets", path, name);
-    if (!parse_dtype(v["dtype"].get<std::string>(), &t.dtype))
-      fail("{}: tensor '{}' has unsupported dtype {}", path, name, v["dtype"].dump());
-    t.shape = v["shape"].get<std::vector<int64_t>>();
-    auto off = v["data_offsets"].get<std::vector<uint64_t>>();
-    if (off.size() != 2 || off[0] > off[1] || off[1] > data_size)
+    const nlohmann::json &dtype = v["dtype"], &shape = v["shape"], &offsets = v["data_offsets"];
+    if (!dtype.is_string() || !parse_dtype(dtype.get<std::string>(), &t.dtype))
+      fail("{}: tensor '{}' has unsupported dtype {}", path, name, dtype.dump());
+    // Each dimension a non-negative integer, their product (in elements) at
+    // most the file's data bytes, so that it cannot overflow.
+    bool shape_ok = shape.is_array();
+    for (const auto& dim : shape)
+      if (shape_ok) {
+        shape_ok = dim.is_number_unsigned() && dim.get<uint64_t>() <= uint64_t(INT64_MAX);
+        if (shape_ok) t.shape.push_back(int64_t(dim.get<uint64_t>()));
+      }
+    uint64_t numel = 1;
+    if (shape_ok && std::find(t.shape.begin(), t.shape.end(), 0) != t.shape.end()) numel = 0;
+    for (size_t i = 0; shape_ok && numel > 0 && i < t.shape.size(); ++i) {
+      shape_ok = numel <= data_size / uint64_t(t.shape[i]);
+      numel *= uint64_t(t.shape[i]);
+    }
+    if (!shape_ok)
+      fail("{}: tensor '{}' has shape {}: not a list of non-negative integers within the file's {} data bytes", path,
+           name, shape.dump(), data_size);
+    const bool offsets_ok = offsets.is_array() && offsets.size() == 2 && offsets[0].is_number_unsigned() &&
+                            offsets[1].is_number_unsigned() && offsets[0].get<uint64_t>() <= offsets[1].get<uint64_t>() &&
+                            offsets[1].get<uint64_t>() <= data_size;
+    if (!offsets_ok)
       fail("{}: tensor '{}' has data_offsets {} outside the {} data bytes (truncated file?)", path, name,
-           v["data_offsets"].dump(), data_size);
-    t.nbytes = off[1] - off[0];
-    if (t.nbytes != size_t(t.numel()) * st_dtype_size(t.dtype))
-      fail("{}: tensor '{}' has {} bytes but shape {} needs {}", path, name, t.nbytes, v["shape"].dump(),
-           size_t(t.numel()) * st_dtype_size(t.dtype));
-    t.data = data + off[0];
+           offsets.dump(), data_size);
+    const uint64_t off0 = offsets[0].get<uint64_t>();
+    t.nbytes = offsets[1].get<uint64_t>() - off0;
+    if (t.nbytes != numel * st_dtype_size(t.dtype))
+      fail("{}: tensor '{}' has {} bytes but shape {} needs {}", path, name, t.nbytes, shape.dump(),
+           numel * st_dtype_size(t.dtype));
+    t.data = data + off0;
     f.index_.emplace(name, std::move(t));
   }
   return f;

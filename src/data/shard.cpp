@@ -94,8 +94,10 @@ Shard::Shard(const std::string& path) : path_(path) {
   ::close(fd);  // the mapping stays valid
   try {
     h_ = decode_shard_header(map_, map_bytes_, path);
-    const uint64_t want = kShardHeaderBytes + h_.num_tokens * h_.token_bytes;
-    if (map_bytes_ != want)
+    // Compared in 128 bits: a num_tokens near 2^64 must not wrap onto the file size.
+    using u128 = unsigned __int128;
+    const u128 want = u128(kShardHeaderBytes) + u128(h_.num_tokens) * h_.token_bytes;
+    if (u128(map_bytes_) != want)
       fail("{}: file is {} bytes but the header says 64 + {} tokens x {} bytes = {} (truncated or "
            "overwritten); {}", path, map_bytes_, h_.num_tokens, h_.token_bytes, want, kRemake);
   } catch (...) {

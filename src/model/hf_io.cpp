@@ -1,9 +1,12 @@
 #include "model/hf_io.h"
 
+#include <climits>
+#include <cmath>
 #include <cstring>
 
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -23,43 +26,66 @@ json read_json(const std::string& path) {
     fail("{}: not valid JSON ({})", path, e.what());
   }
 }
-template <typename T>
-T need(const json& j, const std::string& key, const std::string& path) {
-  if (!j.contains(key) || j[key].is_null()) fail("{}: missing key '{}' (is this a Hugging Face LlamaConfig?)", path, key);
-  try {
-    return j[key].get<T>();
-  } catch (const json::exception&) {
-    fail("{}: key '{}' has the wrong type ({})", path, key, j[key].dump());
+// Typed reads of config.json keys; each error names the file and the key.
+// An integer key must be a JSON integer in [lo, INT_MAX]; absent or null
+// optional keys take their default.
+int int_key(const json& j, const std::string& key, const std::string& path, int lo, std::optional<int> dflt = {}) {
+  if (!j.contains(key) || j[key].is_null()) {
+    if (dflt) return *dflt;
+    fail("{}: missing key '{}' (is this a Hugging Face LlamaConfig?)", path, key);
   }
+  const json& v = j[key];
+  // nlohmann keeps non-negative integers as number_unsigned, negative ones as number_integer
+  const bool ok = v.is_number_unsigned() ? v.get<uint64_t>() <= uint64_t(INT_MAX) && int64_t(v.get<uint64_t>()) >= lo
+                                         : v.is_number_integer() && v.get<int64_t>() >= lo && v.get<int64_t>() <= INT_MAX;
+  if (!ok) fail("{}: key '{}' is {}, expected an integer from {} to {}", path, key, v.dump(), lo, INT_MAX);
+  return int(v.get<int64_t>());
+}
+double number_key(const json& j, const std::string& key, const std::string& path, double dflt, bool zero_ok = false) {
+  if (!j.contains(key) || j[key].is_null()) return dflt;
+  const json& v = j[key];
+  if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0 || (!zero_ok && v.get<double>() == 0))
+    fail("{}: key '{}' is {}, expected a {} number", path, key, v.dump(), zero_ok ? "non-negative" : "positive");
+  return v.get<double>();
+}
+bool bool_key(const json& j, const std::string& key, const std::string& path) {
+  if (!j.contains(key) || j[key].is_null()) return false;
+  if (!j[key].is_boolean()) fail("{}: key '{}' is {}, expected true or false", path, key, j[key].dump());
+  return j[key].get<bool>();
 }
 }  // namespace
 
 ModelConfig model_config_from_hf(const std::string& dir) {
   const std::string path = dir + "/config.json";
   json j = read_json(path);
+  if (!j.is_object()) fail("{}: not a JSON object (is this a Hugging Face LlamaConfig?)", path);
   ModelConfig m;
-  m.vocab_size = need<int>(j, "vocab_size", path);
-  m.hidden_size = need<int>(j, "hidden_size", path);
-  m.intermediate_size = need<int>(j, "intermediate_size", path);
-  m.num_layers = need<int>(j, "num_hidden_layers", path);
-  m.num_heads = need<int>(j, "num_attention_heads", path);
-  m.num_kv_heads = j.value("num_key_value_heads", m.num_heads);
-  m.rms_norm_eps = j.value("rms_norm_eps", 1e-6);
-  if (j.contains("rope_theta") && j["rope_theta"].is_number()) m.rope_theta = j["rope_theta"].get<double>();
-  else if (j.contains("rope_parameters") && j["rope_parameters"].is_object() &&
-           j["rope_parameters"].contains("rope_theta"))
-    m.rope_theta = j["rope_parameters"]["rope_theta"].get<double>();
-  m.max_seq_len = j.value("max_position_embeddings", 2048);
-  m.init_std = j.value("initializer_range", 0.02);
-  if (j.contains("head_dim") && j["head_dim"].is_number() && j["head_dim"].get<int>() != m.hidden_size / m.num_heads)
+  m.vocab_size = int_key(j, "vocab_size", path, 1);
+  m.hidden_size = int_key(j, "hidden_size", path, 1);
+  m.intermediate_size = int_key(j, "intermediate_size", path, 1);
+  m.num_layers = int_key(j, "num_hidden_layers", path, 1);
+  m.num_heads = int_key(j, "num_attention_heads", path, 1);
+  m.num_kv_heads = int_key(j, "num_key_value_heads", path, 1, m.num_heads);
+  m.rms_norm_eps = number_key(j, "rms_norm_eps", path, 1e-6);
+  // transformers >= 4.56 may hold rope_theta in rope_parameters
+  const json* rope = &j;
+  if ((!j.contains("rope_theta") || j["rope_theta"].is_null()) && j.contains("rope_parameters") &&
+      j["rope_parameters"].is_object())
+    rope = &j["rope_parameters"];
+  m.rope_theta = number_key(*rope, "rope_theta", path, m.rope_theta);
+  m.max_seq_len = int_key(j, "max_position_embeddings", path, 1, 2048);
+  m.init_std = number_key(j, "initializer_range", path, 0.02, true);
+  if (m.hidden_size % m.num_heads || m.num_heads % m.kv_heads())
+    fail("{}: hidden_size {}, num_attention_heads {} and num_key_value_heads {} are inconsistent (hidden_size must "
+         "divide by the heads, the heads by the kv heads)",
+         path, m.hidden_size, m.num_heads, m.kv_heads());
+  if (int_key(j, "head_dim", path, 1, m.hidden_size / m.num_heads) != m.hidden_size / m.num_heads)
     fail("{}: head_dim {} != hidden_size/num_attention_heads = {}; only the standard LLaMA layout is supported", path,
-         j["head_dim"].get<int>(), m.hidden_size / m.num_heads);
-  if (j.value("tie_word_embeddings", false))
+         j["head_dim"].dump(), m.hidden_size / m.num_heads);
+  if (bool_key(j, "tie_word_embeddings", path))
     fail("{}: tie_word_embeddings is true; galore-train trains untied LLaMA models only", path);
   for (const char* bias : {"attention_bias", "mlp_bias"})
-    if (j.value(bias, false)) fail("{}: {} is true; LLaMA without biases is supported only", path, bias);
-  if (m.hidden_size % m.num_heads || m.num_heads % m.kv_heads())
-    fail("{}: hidden_size/heads/kv_heads are inconsistent", path);
+    if (bool_key(j, bias, path)) fail("{}: {} is true; LLaMA without biases is supported only", path, bias);
   return m;
 }
 

@@ -178,9 +178,11 @@ void Trainer::resume_from(const std::string& path) {
   // The model shape and optimizer must match; lr, steps and intervals may change.
   const json& old_cfg = st.at("config");
   const json new_cfg = cfg_.to_json();
+  // read_trainer_state checked that both sections are objects; a missing key reads as null.
   auto model_key = [](const json& cfg, const std::string& key) {
-    if (key == "num_kv_heads" && cfg["model"][key] == 0) return cfg["model"]["num_heads"];  // 0 = num_heads
-    return cfg["model"][key];
+    const json& model = cfg["model"];
+    if (key == "num_kv_heads" && model.value(key, json()) == 0) return model.value("num_heads", json());  // 0 = num_heads
+    return model.value(key, json());
   };
   for (const char* key : {"vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads",
                           "rms_norm_eps", "rope_theta"})
@@ -188,9 +190,9 @@ void Trainer::resume_from(const std::string& path) {
       fail("--resume {}: model.{} is {} in the checkpoint but {} in the config; resume with the same model shape and settings",
            path, key, model_key(old_cfg, key).dump(), model_key(new_cfg, key).dump());
   for (const char* key : {"name", "per_layer_updates"})
-    if (old_cfg["optimizer"][key] != new_cfg["optimizer"][key])
+    if (old_cfg["optimizer"].value(key, json()) != new_cfg["optimizer"][key])
       fail("--resume {}: optimizer.{} is {} in the checkpoint but {} in the config; resume with the same optimizer",
-           path, key, old_cfg["optimizer"][key].dump(), new_cfg["optimizer"][key].dump());
+           path, key, old_cfg["optimizer"].value(key, json()).dump(), new_cfg["optimizer"][key].dump());
   for (auto& [section, keys] : new_cfg.items())
     for (auto& [key, value] : keys.items())
       if (old_cfg.contains(section) && old_cfg[section].contains(key) && old_cfg[section][key] != value)
@@ -204,7 +206,13 @@ void Trainer::resume_from(const std::string& path) {
   state_.elapsed_s = st.value("elapsed_s", 0.0);
   loss_accum_for_log_ = st.value("log_loss_sum", 0.0);  // the logging window in progress
   loss_count_for_log_ = st.value("log_loss_count", 0);
-  if (loader_) loader_->restore(st.at("data_position"));
+  if (loader_) {
+    try {
+      loader_->restore(st.at("data_position"));
+    } catch (const Error& e) {
+      fail("--resume {}: trainer_state.json: {}", path, e.what());
+    }
+  }
   spdlog::info("resumed from {} at step {}", path, state_.step);
 }
 
