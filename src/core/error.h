@@ -8,8 +8,21 @@
 
 namespace gt {
 
+// Control characters (a newline in a tensor name or in a library's message
+// about a damaged file) are escaped as \xNN so that the message stays one line.
+inline std::string one_line(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) out += fmt::format("\\x{:02x}", u);
+    else out += c;
+  }
+  return out;
+}
+
 struct Error : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  explicit Error(const std::string& message) : std::runtime_error(one_line(message)) {}
 };
 
 template <typename... Args>

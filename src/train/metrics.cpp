@@ -20,7 +20,10 @@ void MetricsLog::open(const std::string& path, int64_t resume_step) {
     while (std::getline(in, line)) {
       auto j = nlohmann::json::parse(line, nullptr, false);
       if (j.is_discarded()) continue;  // a torn last line of a killed run
-      if (!j.contains("step") || j["step"].get<int64_t>() <= resume_step) kept += line + "\n";
+      // drop the records of steps after the checkpoint (the run that died logged them); keep the rest
+      const bool later = j.is_object() && j.contains("step") && j["step"].is_number() &&
+                         j["step"].get<double>() > double(resume_step);
+      if (!later) kept += line + "\n";
     }
     write_file_atomic(path, kept);
   }
