@@ -1,8 +1,13 @@
 #include "data/spm_train.h"
 
+#include <fcntl.h>
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <thread>
 
 #include "core/error.h"
@@ -47,6 +52,17 @@ SpmTrainResult train_tokenizer(const SpmTrainOptions& opt) {
   for (auto& s : opt.special_tokens)
     if (s.empty() || s.find_first_of(", \t\n") != std::string::npos)
       fail("--special-tokens: '{}' must be non-empty without commas or whitespace", s);
+
+  // The output folder is made and tried now, not after minutes of training.
+  const std::filesystem::path out_dir = std::filesystem::path(opt.output).parent_path();
+  std::error_code ec;
+  if (!out_dir.empty()) std::filesystem::create_directories(out_dir, ec);
+  if (ec) fail("--output {}: cannot create the folder {}: {}", opt.output, out_dir.string(), ec.message());
+  const std::string probe = opt.output + ".probe." + std::to_string(::getpid());
+  const int probe_fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (probe_fd < 0) fail("--output {}: cannot write there: {}", opt.output, std::strerror(errno));
+  ::close(probe_fd);
+  ::unlink(probe.c_str());
 
   // Sentences are text lines. Beyond max_samples keep a uniform reservoir
   // sample drawn with our own Rng, so the result is the same on every machine.

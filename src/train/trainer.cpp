@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <ctime>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -28,10 +29,20 @@ using nlohmann::json;
 
 namespace {
 std::atomic<int> g_stop_signal{0};
-// First SIGINT/SIGTERM: finish the step, checkpoint, exit. A second one exits
-// at once (safe: checkpoint writes are atomic).
+std::atomic<int64_t> g_first_signal_ns{0};
+// First SIGINT/SIGTERM: finish the step, checkpoint, exit. Another one more
+// than 2 s later exits at once (safe: checkpoint writes are atomic). Within
+// 2 s it is the same request arriving twice, not an impatient user: Ctrl-C
+// and job schedulers signal the whole process group, and sweep_lr.sh passes
+// the signal on to its runs as well.
+constexpr int64_t kSameRequestNs = 2'000'000'000;
 void on_signal(int sig) {
-  if (g_stop_signal.exchange(sig) != 0) _exit(128 + sig);
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);  // async-signal-safe
+  const int64_t now = int64_t(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
+  int64_t first = 0;
+  if (g_first_signal_ns.compare_exchange_strong(first, now)) g_stop_signal = sig;  // the exit code names the first
+  else if (now - first > kSameRequestNs) _exit(128 + sig);
 }
 
 double now_s() {

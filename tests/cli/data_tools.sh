@@ -58,9 +58,13 @@ with open(sys.argv[1], "w") as f:
     for _ in range(3000):
         f.write(" ".join(random.choice(words) for _ in range(12)) + ".\n")
 PY
+# --output in a folder that does not exist yet: made first
 "$BIN/galore-spm-train" --vocab-size 300 --model-type unigram --special-tokens '<sep>,<cls>' \
-  --output "$TMP/tok" "$TMP/text.txt" 2>"$TMP/err" || fail "spm-train: $(cat "$TMP/err")"
+  --output "$TMP/new/dir/tok" "$TMP/text.txt" 2>"$TMP/err" || fail "spm-train: $(cat "$TMP/err")"
+mv "$TMP/new/dir/tok.model" "$TMP/tok.model" && mv "$TMP/new/dir/tok.vocab" "$TMP/tok.vocab"
 [ -s "$TMP/tok.model" ] && [ -s "$TMP/tok.vocab" ] || fail "spm-train wrote no model"
+# an output it cannot write is refused before training, not after
+expect_error "cannot create the folder" "$BIN/galore-spm-train" --vocab-size 300 --output "$TMP/text.txt/sub/tok" "$TMP/text.txt"
 grep -q "^<sep>" "$TMP/tok.vocab" || fail "special token missing from vocab"
 expect_error "empty file" "$BIN/galore-spm-train" --vocab-size 300 --output "$TMP/tok2" /dev/null
 echo "data_tools: ok"
