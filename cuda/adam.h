@@ -11,9 +11,10 @@ struct AdamParams {
 };
 
 // Updates the raw moments m, v with gradient g and returns the normalized
-// update m / (sqrt(v) + eps') where eps' = eps * sqrt(1 - beta2^t) folded into
-// step_size form: the caller multiplies by step_size. This matches
-// torch.optim.AdamW and GaLore's AdamW: p -= step_size * m / (sqrt(v) + eps).
+// update m / (sqrt(v) + eps), eps added to the raw sqrt(v); the caller
+// multiplies by step_size. This is GaLore's / Hugging Face's AdamW:
+// p -= step_size * m / (sqrt(v) + eps). (torch.optim.AdamW adds eps to the
+// bias-corrected sqrt(v), i.e. eps * sqrt(1 - beta2^t) here; docs/OPTIMIZER.md.)
 GT_HD float adam_moments_update(float g, float* m, float* v, float beta1, float beta2, float eps) {
   *m = beta1 * *m + (1.0f - beta1) * g;
   *v = beta2 * *v + (1.0f - beta2) * g * g;

@@ -179,6 +179,29 @@ TEST(MalformedInputs, ControlCharactersInNamesAreEscaped) {
   EXPECT_EQ(o.problem, "");
 }
 
+// Step counters in optimizer states: one non-negative integral value.
+TEST(MalformedInputs, StepCountersAreChecked) {
+  TempDir d("gt_fuzz");
+  const int64_t seven = 7, two[2] = {1, 2};
+  const double huge = 1e300, negative = -1, half = 2.5;
+  SafetensorsWriter w;
+  w.add("ok", StDType::I64, {1}, &seven, 8);
+  w.add("empty", StDType::I64, {0}, nullptr, 0);
+  w.add("two", StDType::I64, {2}, two, 16);
+  w.add("huge", StDType::F64, {1}, &huge, 8);
+  w.add("negative", StDType::F64, {1}, &negative, 8);
+  w.add("half", StDType::F64, {1}, &half, 8);
+  const std::string p = d / "state.safetensors";
+  w.write(p);
+  const SafetensorsFile f = SafetensorsFile::open(p);
+  EXPECT_EQ(read_count(f, "ok"), 7);
+  for (const char* name : {"empty", "two", "huge", "negative", "half"}) {
+    const Outcome o = load_outcome([&] { (void)read_count(f, name); }, p);
+    EXPECT_FALSE(o.loaded) << name;
+    EXPECT_EQ(o.problem, "") << name;
+  }
+}
+
 // ---------------------------------------------------------------- token shards
 
 // Opens the shard and reads all its tokens; checks the size rule exactly.

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -215,6 +216,15 @@ std::vector<std::string> SafetensorsFile::names() const {
   std::vector<std::string> out;
   for (auto& [k, v] : index_) out.push_back(k);
   return out;
+}
+
+int64_t read_count(const SafetensorsFile& f, const std::string& name) {
+  const StTensor& t = f.get(name);
+  const std::vector<double> v = t.dtype == StDType::BOOL ? std::vector<double>{} : t.to_f64();
+  if (v.size() != 1 || !(v[0] >= 0) || v[0] >= 0x1p53 || v[0] != std::floor(v[0]))
+    fail("{}: '{}' should hold one step count (a non-negative integer), got {} values{}", f.path(), name, v.size(),
+         v.size() == 1 ? fmt::format(" ({})", v[0]) : "");
+  return int64_t(v[0]);
 }
 
 SafetensorsWriter::Entry& SafetensorsWriter::entry(const std::string& name, StDType dtype, std::vector<int64_t> shape,

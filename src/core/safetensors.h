@@ -54,6 +54,10 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+// A step counter stored as a one-element tensor: a non-negative integral
+// value below 2^53 (any numeric dtype). Errors name the file and the tensor.
+int64_t read_count(const SafetensorsFile& f, const std::string& name);
+
 // Collects tensors and writes them atomically (AtomicFile: <path>.tmp, fsync,
 // rename), in name order. add() copies the bytes now; add_deferred() keeps
 // only a function that produces them during write(), one tensor at a time, so

@@ -159,7 +159,7 @@ void AdamW8bit::save_state(SafetensorsWriter& out) const {
 void AdamW8bit::load_state(const SafetensorsFile& in) {
   for (size_t i = 0; i < params_.size(); ++i) {
     moments_[i].load(in, params_[i].name);
-    t_[i] = int64_t(in.get("adam.t." + params_[i].name).to_f64()[0]);
+    t_[i] = read_count(in, "adam.t." + params_[i].name);
   }
 }
 

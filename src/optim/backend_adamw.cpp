@@ -398,7 +398,6 @@ const StTensor& get_exact(const SafetensorsFile& in, const std::string& key, StD
          in.path(), key, t.nbytes, st_dtype_name(t.dtype), bytes, st_dtype_name(dtype));
   return t;
 }
-int64_t get_i64(const SafetensorsFile& in, const std::string& key) { return int64_t(in.get(key).to_f64()[0]); }
 }  // namespace
 
 void BackendAdamW::load_state(const SafetensorsFile& in) {
@@ -425,13 +424,13 @@ void BackendAdamW::load_state(const SafetensorsFile& in) {
       load_f32("adam.m." + name, st.m);
       load_f32("adam.v." + name, st.v);
     }
-    S.t = get_i64(in, "adam.t." + name);
+    S.t = read_count(in, "adam.t." + name);
     S.steps = S.t;
     if (!S.galore) continue;
     if (!in.has("galore.step." + name))
       fail("{}: no GaLore state for {} (checkpoint written without GaLore on this parameter?)", in.path(), name);
-    S.steps = get_i64(in, "galore.step." + name);
-    S.refreshes = get_i64(in, "galore.refreshes." + name);
+    S.steps = read_count(in, "galore.step." + name);
+    S.refreshes = read_count(in, "galore.refreshes." + name);
     if (S.A.data) load_f32("galore.A." + name, S.A);
     if (S.B.data) load_f32("galore.B." + name, S.B);
   }

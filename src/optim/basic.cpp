@@ -135,7 +135,7 @@ void AdamW::load_state(const SafetensorsFile& in) {
            params_[i].name);
     m_[i] = std::move(m);
     v_[i] = std::move(v);
-    t_[i] = int64_t(in.get("adam.t." + params_[i].name).to_f64()[0]);
+    t_[i] = read_count(in, "adam.t." + params_[i].name);
   }
 }
 size_t AdamW::state_bytes() const {

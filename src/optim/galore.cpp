@@ -28,7 +28,6 @@ void load_f32_exact(const SafetensorsFile& in, const std::string& key, std::vect
          in.path(), key, t.nbytes, st_dtype_name(t.dtype), dst.size());
   std::memcpy(dst.data(), t.data, t.nbytes);
 }
-int64_t load_i64(const SafetensorsFile& in, const std::string& key) { return int64_t(in.get(key).to_f64()[0]); }
 }  // namespace
 
 GaloreAdamW::GaloreAdamW(const OptimizerConfig& cfg, const std::vector<ParamInfo>& params, bool eight_bit)
@@ -181,14 +180,14 @@ void GaloreAdamW::load_state(const SafetensorsFile& in) {
   for (size_t k = 0; k < params_.size(); ++k) {
     const std::string& name = params_[k].name;
     moments_[k].load(in, name);
-    t_[k] = load_i64(in, "adam.t." + name);
+    t_[k] = read_count(in, "adam.t." + name);
     steps_[k] = t_[k];
     Slot& S = slots_[k];
     if (!S.on) continue;
     if (!in.has("galore.step." + name))
       fail("{}: no GaLore state for {} (checkpoint written without GaLore on this parameter?)", in.path(), name);
-    steps_[k] = load_i64(in, "galore.step." + name);
-    S.refreshes = load_i64(in, "galore.refreshes." + name);
+    steps_[k] = read_count(in, "galore.step." + name);
+    S.refreshes = read_count(in, "galore.refreshes." + name);
     if (!S.A.empty()) load_f32_exact(in, "galore.A." + name, S.A);
     if (!S.B.empty()) load_f32_exact(in, "galore.B." + name, S.B);
   }

@@ -22,8 +22,12 @@ using namespace gt;
 using nlohmann::ordered_json;
 
 namespace {
-double rel_err(const std::vector<float>& out, const std::vector<double>& ref) {
-  if (out.size() != ref.size()) fail("size mismatch: {} vs reference {}", out.size(), ref.size());
+// ‖out − ref‖/‖ref‖ of our values against the reference tensor `name` of `file`.
+double rel_err(const std::vector<float>& out, const SafetensorsFile& file, const std::string& name) {
+  const std::vector<double> ref = file.get(name).to_f64();
+  if (out.size() != ref.size())
+    fail("{}: '{}' has {} values but the model gives {} (a fixture of another shape?)", file.path(), name, ref.size(),
+         out.size());
   double num = 0, den = 0;
   for (size_t i = 0; i < out.size(); ++i) {
     const double d = double(out[i]) - ref[i];
@@ -80,12 +84,14 @@ int main(int argc, char** argv) {
         }
       };
       const double loss = model.forward(tokens.data());
-      const double ref_loss = ref.get("loss").to_f64()[0];
+      const std::vector<double> ref_losses = ref.get("loss").to_f64();
+      if (ref_losses.size() != 1) fail("{}: 'loss' holds {} values, expected 1", ref.path(), ref_losses.size());
+      const double ref_loss = ref_losses[0];
       check("loss", std::abs(loss - ref_loss) / std::abs(ref_loss), tol_act);
-      check("logits", rel_err(model.logits(), ref.get("logits").to_f64()), tol_act);
+      check("logits", rel_err(model.logits(), ref, "logits"), tol_act);
       for (int i = 0; i <= cfg.num_layers; ++i) {
         const std::string name = "hidden." + std::to_string(i);
-        if (ref.has(name)) check(name, rel_err(model.hidden_state(i), ref.get(name).to_f64()), tol_act);
+        if (ref.has(name)) check(name, rel_err(model.hidden_state(i), ref, name), tol_act);
       }
       FullGradients grads(*backend, model.params());
       model.backward(grads);
@@ -94,7 +100,7 @@ int main(int argc, char** argv) {
         std::vector<float> padded(size_t(p.numel())), g(size_t(p.hf_numel()));
         backend->download_f32(padded.data(), grads.grad(i));
         unpad_param(p, sizeof(float), padded.data(), g.data());
-        check("grad." + p.name, rel_err(g, ref.get("grad." + p.name).to_f64()), tol_grad);
+        check("grad." + p.name, rel_err(g, ref, "grad." + p.name), tol_grad);
         if (p.numel() != p.hf_numel())  // alignment padding (llama_ffn_width): its gradient must be exactly 0
           check("grad_padding." + p.name, padding_abs_sum(p, padded.data()), 0.0);
       }

@@ -4,15 +4,16 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <ctime>
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <spdlog/spdlog.h>
 
 #include "checkpoint/checkpoint.h"
+#include "config/schema.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "data/loader.h"
@@ -87,6 +88,8 @@ Trainer::Trainer(const Config& cfg, const TrainOptions& opts) : cfg_(cfg), opts_
       hf.shape_from_init = true;
       hf.max_seq_len = std::max(hf.max_seq_len, cfg_.training.seq_len);
       cfg_.model = hf;
+      // the model checks load_config skipped for these keys (an odd head dim, say)
+      validate_config(cfg_, cfg_.model.init_from + "/config.json (model.shape_from_init)");
     } else {
       check_hf_shape(cfg_.model, cfg_.model.init_from);
     }

@@ -83,6 +83,15 @@ train "$TMP/mismatch.log" --set logging.dir="$TMP/mismatch" --set model.init_fro
   --set training.max_steps=1
 [ "$rc" -ne 0 ] && grep -q "^error: .*hidden_size.*shape_from_init" "$TMP/mismatch.log" ||
   fail "a shape mismatch with init_from should be an error naming hidden_size: $(tail -2 "$TMP/mismatch.log")"
+# shape_from_init re-runs the model checks on the shape it takes: an odd head dim (RoPE rotates pairs)
+mkdir -p "$TMP/odd"
+python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c["hidden_size"]=36; c["num_attention_heads"]=4; c["num_key_value_heads"]=4; c.pop("head_dim", None); json.dump(c, open(sys.argv[2], "w"))' \
+  "$TMP/hf/config.json" "$TMP/odd/config.json"
+cp "$TMP/hf/model.safetensors" "$TMP/odd/"
+train "$TMP/odd.log" --set logging.dir="$TMP/oddrun" --set model.init_from="$TMP/odd" --set model.shape_from_init=true \
+  --set training.max_steps=1
+[ "$rc" -ne 0 ] && grep -q "^error: $TMP/odd/config.json (model.shape_from_init): .*even" "$TMP/odd.log" ||
+  fail "shape_from_init with an odd head dim should be an error naming config.json: $(tail -2 "$TMP/odd.log")"
 "$BIN/galore-export" "$TMP/run" "$TMP/hf16" --dtype bf16 >"$TMP/export16.log" 2>&1 ||
   { cat "$TMP/export16.log" >&2; fail "bf16 export of a run directory failed"; }
 grep -q "step_00000040.* as bf16" "$TMP/export16.log" || fail "bf16 export: $(cat "$TMP/export16.log")"
