@@ -507,8 +507,9 @@ TEST(MalformedInputs, MetricsOnResume) {
 Config resume_config(const std::string& optimizer, const std::string& dir) {
   if (!std::filesystem::exists("data/sample/shards/manifest.json"))
     throw std::runtime_error("sample shards missing: run bash data_tools/prepare_sample.sh build/bin");
+  const std::string momentum = optimizer == "sgd" ? "0.9" : "0";  // sgd: with a state to damage
   return load_config("configs/tiny.json",
-                     {"model.hidden_size=32", "model.intermediate_size=64", "model.num_layers=2", "model.num_heads=2",
+                     {"optimizer.momentum=" + momentum, "model.hidden_size=32", "model.intermediate_size=64", "model.num_layers=2", "model.num_heads=2",
                       "model.num_kv_heads=0", "model.max_seq_len=16", "training.seq_len=16", "training.micro_batch_size=2",
                       "training.total_batch_size=4", "training.device=cpu", "training.max_steps=10",
                       "schedule.warmup_steps=1", "optimizer.name=" + optimizer, "optimizer.galore.rank=4",
@@ -585,6 +586,6 @@ TEST_P(ResumeFromDamage, ResumesOrNamesTheCheckpoint) {
     return resume();
   });
 }
-INSTANTIATE_TEST_SUITE_P(Optimizers, ResumeFromDamage, ::testing::Values("adamw", "galore_adamw8bit"));
+INSTANTIATE_TEST_SUITE_P(Optimizers, ResumeFromDamage, ::testing::Values("adamw", "galore_adamw8bit", "sgd"));
 
 }  // namespace

@@ -218,6 +218,14 @@ std::vector<std::string> SafetensorsFile::names() const {
   return out;
 }
 
+const StTensor& get_exact(const SafetensorsFile& f, const std::string& name, StDType dtype, size_t nbytes) {
+  const StTensor& t = f.get(name);
+  if (t.dtype != dtype || t.nbytes != nbytes)
+    fail("{}: '{}' has {} bytes of {}, expected {} bytes of {} (written for another model or optimizer config?)",
+         f.path(), name, t.nbytes, st_dtype_name(t.dtype), nbytes, st_dtype_name(dtype));
+  return t;
+}
+
 int64_t read_count(const SafetensorsFile& f, const std::string& name) {
   const StTensor& t = f.get(name);
   const std::vector<double> v = t.dtype == StDType::BOOL ? std::vector<double>{} : t.to_f64();

@@ -4,6 +4,7 @@
 // Used for HF import/export, parity fixtures and checkpoints.
 #pragma once
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <memory>
@@ -53,6 +54,17 @@ class SafetensorsFile {
   std::map<std::string, StTensor> index_;
   std::map<std::string, std::string> metadata_;
 };
+
+// The tensor `name`, checked to be `dtype` with exactly `nbytes` bytes (a
+// saved state read back); otherwise an error naming the file, the tensor and
+// both sizes.
+const StTensor& get_exact(const SafetensorsFile& f, const std::string& name, StDType dtype, size_t nbytes);
+// The same, copied into dst, which holds the expected number of elements.
+template <typename T>
+void read_exact(const SafetensorsFile& f, const std::string& name, StDType dtype, std::vector<T>& dst) {
+  const StTensor& t = get_exact(f, name, dtype, dst.size() * sizeof(T));
+  if (t.nbytes) std::memcpy(dst.data(), t.data, t.nbytes);
+}
 
 // A step counter stored as a one-element tensor: a non-negative integral
 // value below 2^53 (any numeric dtype). Errors name the file and the tensor.

@@ -84,31 +84,19 @@ void AdamMoments::save(SafetensorsWriter& out, const std::string& name) const {
   }
 }
 
-namespace {
-template <typename T>
-void load_exact(const SafetensorsFile& in, const std::string& key, StDType dtype, std::vector<T>& dst) {
-  const StTensor& t = in.get(key);
-  if (t.dtype != dtype || t.nbytes != dst.size() * sizeof(T))
-    fail("{}: optimizer state {} has {} bytes of {}, expected {} bytes of {} (checkpoint from a different model "
-         "or optimizer config?)",
-         in.path(), key, t.nbytes, st_dtype_name(t.dtype), dst.size() * sizeof(T), st_dtype_name(dtype));
-  std::memcpy(dst.data(), t.data, t.nbytes);
-}
-}  // namespace
-
 void AdamMoments::load(const SafetensorsFile& in, const std::string& name) {
   if (q8_) {
     if (!in.has("adam8.m.codes." + name))
       fail("{}: no 8-bit optimizer state for {} (checkpoint written by a different optimizer?)", in.path(), name);
-    load_exact(in, "adam8.m.codes." + name, StDType::U8, cm_);
-    load_exact(in, "adam8.v.codes." + name, StDType::U8, cv_);
-    load_exact(in, "adam8.m.absmax." + name, StDType::F32, am_);
-    load_exact(in, "adam8.v.absmax." + name, StDType::F32, av_);
+    read_exact(in, "adam8.m.codes." + name, StDType::U8, cm_);
+    read_exact(in, "adam8.v.codes." + name, StDType::U8, cv_);
+    read_exact(in, "adam8.m.absmax." + name, StDType::F32, am_);
+    read_exact(in, "adam8.v.absmax." + name, StDType::F32, av_);
   } else {
     if (!in.has("adam.m." + name))
       fail("{}: no fp32 optimizer state for {} (checkpoint written by a different optimizer?)", in.path(), name);
-    load_exact(in, "adam.m." + name, StDType::F32, m_);
-    load_exact(in, "adam.v." + name, StDType::F32, v_);
+    read_exact(in, "adam.m." + name, StDType::F32, m_);
+    read_exact(in, "adam.v." + name, StDType::F32, v_);
   }
 }
 

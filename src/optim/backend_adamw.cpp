@@ -388,17 +388,6 @@ void BackendAdamW::save_state(SafetensorsWriter& out) const {
   }
 }
 
-namespace {
-// The tensor `key` of `in`, checked to be `dtype` with exactly `bytes` bytes.
-const StTensor& get_exact(const SafetensorsFile& in, const std::string& key, StDType dtype, size_t bytes) {
-  const StTensor& t = in.get(key);
-  if (t.dtype != dtype || t.nbytes != bytes)
-    fail("{}: optimizer state {} has {} bytes of {}, expected {} bytes of {} (checkpoint from a different model or "
-         "optimizer config?)",
-         in.path(), key, t.nbytes, st_dtype_name(t.dtype), bytes, st_dtype_name(dtype));
-  return t;
-}
-}  // namespace
 
 void BackendAdamW::load_state(const SafetensorsFile& in) {
   auto load_f32 = [&](const std::string& key, const Tensor& dst) {

@@ -82,7 +82,8 @@ void Sgd::save_state(SafetensorsWriter& out) const {
     out.add_f32("momentum." + params_[i].name, {params_[i].numel()}, momentum_[i].data());
 }
 void Sgd::load_state(const SafetensorsFile& in) {
-  for (size_t i = 0; i < momentum_.size(); ++i) momentum_[i] = in.get("momentum." + params_[i].name).to_f32();
+  for (size_t i = 0; i < momentum_.size(); ++i)
+    read_exact(in, "momentum." + params_[i].name, StDType::F32, momentum_[i]);
 }
 size_t Sgd::state_bytes() const {
   size_t b = accumulator_bytes();
@@ -128,13 +129,8 @@ void AdamW::save_state(SafetensorsWriter& out) const {
 }
 void AdamW::load_state(const SafetensorsFile& in) {
   for (size_t i = 0; i < params_.size(); ++i) {
-    auto m = in.get("adam.m." + params_[i].name).to_f32();
-    auto v = in.get("adam.v." + params_[i].name).to_f32();
-    if (m.size() != m_[i].size() || v.size() != v_[i].size())
-      fail("{}: optimizer state for {} has the wrong size (checkpoint from a different model?)", in.path(),
-           params_[i].name);
-    m_[i] = std::move(m);
-    v_[i] = std::move(v);
+    read_exact(in, "adam.m." + params_[i].name, StDType::F32, m_[i]);
+    read_exact(in, "adam.v." + params_[i].name, StDType::F32, v_[i]);
     t_[i] = read_count(in, "adam.t." + params_[i].name);
   }
 }

@@ -19,16 +19,6 @@ uint64_t galore_sketch_seed(uint64_t base, int64_t refresh) {
   return base ^ (0x9e3779b97f4a7c15ULL * uint64_t(refresh + 1));  // Rng mixes it further (splitmix64)
 }
 
-namespace {
-void load_f32_exact(const SafetensorsFile& in, const std::string& key, std::vector<float>& dst) {
-  const StTensor& t = in.get(key);
-  if (t.dtype != StDType::F32 || t.nbytes != dst.size() * sizeof(float))
-    fail("{}: optimizer state {} has {} bytes of {}, expected {} fp32 values (checkpoint from a different model or "
-         "GaLore config?)",
-         in.path(), key, t.nbytes, st_dtype_name(t.dtype), dst.size());
-  std::memcpy(dst.data(), t.data, t.nbytes);
-}
-}  // namespace
 
 GaloreAdamW::GaloreAdamW(const OptimizerConfig& cfg, const std::vector<ParamInfo>& params, bool eight_bit)
     : FullRankBase(cfg, params),
@@ -188,8 +178,8 @@ void GaloreAdamW::load_state(const SafetensorsFile& in) {
       fail("{}: no GaLore state for {} (checkpoint written without GaLore on this parameter?)", in.path(), name);
     steps_[k] = read_count(in, "galore.step." + name);
     S.refreshes = read_count(in, "galore.refreshes." + name);
-    if (!S.A.empty()) load_f32_exact(in, "galore.A." + name, S.A);
-    if (!S.B.empty()) load_f32_exact(in, "galore.B." + name, S.B);
+    if (!S.A.empty()) read_exact(in, "galore.A." + name, StDType::F32, S.A);
+    if (!S.B.empty()) read_exact(in, "galore.B." + name, StDType::F32, S.B);
   }
 }
 
