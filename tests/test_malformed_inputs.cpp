@@ -22,6 +22,7 @@
 #include "core/safetensors.h"
 #include "data/c4_reader.h"
 #include "data/shard.h"
+#include "data/tokenize.h"
 #include "data/tokenizer.h"
 #include "fuzz_util.h"
 #include "checkpoint/checkpoint.h"
@@ -350,6 +351,52 @@ TEST(MalformedInputs, C4Lines) {
     if (!ok) EXPECT_FALSE(why.empty()) << line;
   }
   EXPECT_GT(parsed, 0);
+}
+
+// ---------------------------------------------------------------- galore-tokenize's manifest.json
+
+// galore-tokenize resumes from the manifest.json of an earlier run. A damaged
+// one (a hand edit, another version) must be refused naming the output
+// folder, or, with --overwrite, replaced by a fresh run; never a raw error.
+TEST(MalformedInputs, TokenizeManifestOnResume) {
+  TempDir d("gt_fuzz");
+  std::string corpus;
+  for (int i = 0; i < 80; ++i)
+    corpus += json({{"text", fmt::format("Document {} says that the Python interpreter reads {} lines.", i, i * 7)},
+                    {"timestamp", "2019"},
+                    {"url", "u"}})
+                  .dump() +
+              "\n";
+  write_file_atomic(d / "c4-train.00000-of-00001.json", corpus);
+  TokenizeOptions o;
+  o.inputs = {d / "c4-train.00000-of-00001.json"};
+  o.tokenizer = std::string(GALORE_SOURCE_DIR) + "/data/sample/tokenizer.model";
+  o.output = d / "shards";
+  o.tokens_per_shard = 300;
+  o.val_fraction = 0.1;
+  o.threads = 1;
+  o.progress = false;
+  (void)tokenize_corpus(o);
+  const std::string manifest = read_file(o.output + "/manifest.json");
+  const json base = json::parse(manifest);
+  Rng r = fuzz_rng(101);
+  expect_all_handled(kMutants / 4, [&](int i) {
+    std::filesystem::remove_all(o.output);
+    (void)tokenize_corpus(o);  // a finished run again
+    if (i % 4 == 0) {
+      write_file_atomic(o.output + "/manifest.json", mutate_bytes(manifest, r));
+    } else {
+      json j = base;
+      mutate_json(j, r);
+      write_file_atomic(o.output + "/manifest.json", j.dump(1));
+    }
+    TokenizeOptions again = o;
+    again.overwrite = i % 2 == 1;
+    const Outcome out = load_outcome([&] { (void)tokenize_corpus(again); }, o.output);
+    if (again.overwrite && !out.loaded && out.problem.empty())
+      return Outcome{false, "--overwrite did not replace a damaged manifest"};
+    return out;
+  });
 }
 
 // ---------------------------------------------------------------- GaLore parity fixture

@@ -206,6 +206,54 @@ bool shard_is_finished(const std::string& path, const json& entry, uint64_t hash
   }
 }
 
+// A manifest entry of a finished shard as this version writes it (its end
+// cursor within the inputs), and a files_done entry.
+bool valid_shard_entry(const json& e, int64_t nfiles) {
+  const auto count = [](const json& v) { return v.is_number_unsigned(); };
+  if (!e.is_object() || !e.contains("name") || !e["name"].is_string() || !count(e.value("tokens", json())) ||
+      !count(e.value("docs", json())) || !e.contains("end") || !e["end"].is_array() || e["end"].size() != 3)
+    return false;
+  for (const json& v : e["end"])
+    if (!count(v)) return false;
+  const std::string name = e["name"].get<std::string>();
+  return e["end"][0].get<uint64_t>() <= uint64_t(nfiles) && name.find('/') == std::string::npos;
+}
+bool valid_file_done(const json& f, int64_t nfiles) {
+  return f.is_object() && f.contains("file") && f["file"].is_number_unsigned() &&
+         f["file"].get<uint64_t>() < uint64_t(nfiles) && f.contains("bad_lines") && f["bad_lines"].is_number_unsigned();
+}
+
+// The finished shards of an earlier run (same settings and inputs) that are on
+// disk as listed, in order: fills each split's shards and cursor and the
+// per-file stats. Returns "" or why the manifest cannot be used.
+std::string reuse_finished_shards(const json& old, const std::string& dir, uint64_t tokenizer_hash, int64_t nfiles,
+                                  SplitWriter (&split)[2], json* files_done) {
+  if (!old.is_object()) return "an unreadable manifest.json (not an object)";
+  for (auto& sw : split) {
+    if (!old.contains(sw.name) || !old[sw.name].is_object() || !old[sw.name].contains("shards") ||
+        !old[sw.name]["shards"].is_array())
+      return fmt::format("an unreadable manifest.json (no {} shards)", sw.name);
+    const json& listed = old[sw.name]["shards"];
+    for (const json& e : listed) {
+      if (!valid_shard_entry(e, nfiles)) return fmt::format("an unreadable manifest.json (shard entry {})", e.dump());
+      if (!shard_is_finished(dir + "/" + e["name"].get<std::string>(), e, tokenizer_hash)) break;
+      const Cursor end = Cursor::from_json(e["end"]);
+      if (sw.cursor.before(end.file, end.line)) return "an unreadable manifest.json (shard ends out of order)";
+      sw.shards.push_back(e);
+      sw.cursor = end;
+    }
+    // A finished run covers all input even for a split that got no shards.
+    if (old.value("complete", false) == true && sw.shards.size() == listed.size()) sw.cursor = Cursor{nfiles, 0, 0};
+    sw.done = sw.cursor.file >= nfiles;
+  }
+  const json done = old.value("files_done", json::array());
+  if (!done.is_array()) return "an unreadable manifest.json (files_done)";
+  for (const json& f : done)
+    if (!valid_file_done(f, nfiles)) return fmt::format("an unreadable manifest.json (files_done entry {})", f.dump());
+  *files_done = done;
+  return "";
+}
+
 std::string human(double v) {
   if (v >= 1e9) return fmt::format("{:.2f}G", v / 1e9);
   if (v >= 1e6) return fmt::format("{:.1f}M", v / 1e6);
@@ -279,41 +327,39 @@ TokenizeStats tokenize_corpus(const TokenizeOptions& opt) {
   st.files = nfiles;
 
   // Resume from an earlier manifest made with the same settings and inputs.
-  json old;
+  // Everything read from it is checked here: a manifest that does not parse as
+  // what this version writes counts as unreadable (refused, or redone with
+  // --overwrite), never as a raw JSON error later.
   std::string mismatch;  // why the earlier run's shards cannot be reused
   const bool have_manifest = file_size(manifest_path) >= 0;
   if (have_manifest) {
     try {
-      old = json::parse(read_file(manifest_path));
-      json old_settings = old.value("settings", json::object());
+      const json old = json::parse(read_file(manifest_path));
+      const json old_settings = old.value("settings", json::object());
       for (auto& [k, v] : settings.items())
         if (mismatch.empty() && old_settings.value(k, json()) != v)
           mismatch = fmt::format("other settings ({}: {} there, {} now)", k, old_settings.value(k, json()).dump(), v.dump());
       if (mismatch.empty() && source_ids(old.value("sources", json::array())) != source_ids(sources))
         mismatch = "other input files";
-      if (mismatch.empty() && !(old.contains("train") && old.contains("val"))) mismatch = "an unreadable manifest.json";
+      if (mismatch.empty()) mismatch = reuse_finished_shards(old, opt.output, tok.hash_u64(), nfiles, split, &files_done);
+      for (auto& sw : split) st.shards_kept += int64_t(sw.shards.size());
     } catch (const json::exception& e) {
       mismatch = fmt::format("an unreadable manifest.json ({})", e.what());
     }
-    if (!mismatch.empty() && !opt.overwrite)
-      fail("{} holds shards made with {}; use another --output or pass --overwrite to replace them", opt.output,
-           mismatch);
-  }
-  if (have_manifest && mismatch.empty()) {
-    for (auto& sw : split) {
-      const json& listed = old.at(sw.name).at("shards");
-      for (auto& e : listed) {
-        if (!shard_is_finished(opt.output + "/" + e.at("name").get<std::string>(), e, tok.hash_u64())) break;
-        sw.shards.push_back(e);
-        sw.cursor = Cursor::from_json(e.at("end"));
+    if (!mismatch.empty()) {
+      for (auto& sw : split) {
+        SplitWriter fresh;
+        fresh.name = sw.name;
+        sw = std::move(fresh);
       }
-      // A finished run covers all input even for a split that got no shards.
-      if (old.value("complete", false) && sw.shards.size() == listed.size()) sw.cursor = Cursor{nfiles, 0, 0};
-      sw.done = sw.cursor.file >= nfiles;
-      st.shards_kept += int64_t(sw.shards.size());
+      files_done = json::array();
+      st.shards_kept = 0;
+      if (!opt.overwrite)
+        fail("{} holds shards made with {}; use another --output or pass --overwrite to replace them", opt.output,
+             mismatch);
     }
-    files_done = old.value("files_done", json::array());
-  } else {
+  }
+  if (!have_manifest || !mismatch.empty()) {
     bool any = false;
     for (auto& n : list_dir(opt.output)) any |= is_shard_name(n);
     if (any && !have_manifest && !opt.overwrite)
