@@ -99,10 +99,17 @@ Outcome load_safetensors(const std::string& path) {
       path);
 }
 
-// The file with its JSON header replaced (length prefix kept right).
-std::string with_header(const std::string& file, const json& header) {
+// A safetensors file's header length (its first 8 bytes) and its JSON header.
+uint64_t header_len(const std::string& file) {
   uint64_t hlen;
   std::memcpy(&hlen, file.data(), 8);
+  return hlen;
+}
+json header_of(const std::string& file) { return json::parse(file.substr(8, header_len(file))); }
+
+// The file with its JSON header replaced (length prefix kept right).
+std::string with_header(const std::string& file, const json& header) {
+  const uint64_t hlen = header_len(file);
   const std::string h = header.dump();
   const uint64_t n = h.size();
   std::string out(8, '\0');
@@ -114,12 +121,10 @@ TEST(MalformedInputs, SafetensorsBytes) {
   TempDir d("gt_fuzz");
   const std::string base = safetensors_sample(d / "base.safetensors");
   ASSERT_TRUE(load_safetensors(d / "base.safetensors").loaded);
-  uint64_t hlen;
-  std::memcpy(&hlen, base.data(), 8);
   Rng r = fuzz_rng(11);
   expect_all_handled(kMutants, [&](int) {
     const std::string p = d / "m.safetensors";
-    write_file_atomic(p, mutate_bytes(base, r, 8 + hlen));
+    write_file_atomic(p, mutate_bytes(base, r, 8 + header_len(base)));
     return load_safetensors(p);
   });
 }
@@ -127,9 +132,7 @@ TEST(MalformedInputs, SafetensorsBytes) {
 TEST(MalformedInputs, SafetensorsHeader) {
   TempDir d("gt_fuzz");
   const std::string base = safetensors_sample(d / "base.safetensors");
-  uint64_t hlen;
-  std::memcpy(&hlen, base.data(), 8);
-  const json header = json::parse(base.substr(8, hlen));
+  const json header = header_of(base);
   Rng r = fuzz_rng(12);
   expect_all_handled(kMutants, [&](int) {
     json h = header;
@@ -145,9 +148,7 @@ TEST(MalformedInputs, SafetensorsHeader) {
 TEST(MalformedInputs, SafetensorsShapesThatOverflow) {
   TempDir d("gt_fuzz");
   const std::string base = safetensors_sample(d / "base.safetensors");
-  uint64_t hlen;
-  std::memcpy(&hlen, base.data(), 8);
-  const json header = json::parse(base.substr(8, hlen));
+  const json header = header_of(base);
   const std::vector<json> shapes = {json::array({-1, -30}),
                                     json::array({int64_t(1) << 62, 4}),
                                     json::array({int64_t(1) << 32, int64_t(1) << 32, 0}),
@@ -170,9 +171,7 @@ TEST(MalformedInputs, ControlCharactersInNamesAreEscaped) {
   EXPECT_STREQ(Error("tensor 'a\nb\x7f'").what(), "tensor 'a\\x0ab\\x7f'");
   TempDir d("gt_fuzz");
   const std::string base = safetensors_sample(d / "base.safetensors");
-  uint64_t hlen;
-  std::memcpy(&hlen, base.data(), 8);
-  json h = json::parse(base.substr(8, hlen));
+  json h = header_of(base);
   h["bad\nname\r"] = {{"dtype", "Q7"}, {"shape", {1}}, {"data_offsets", {0, 1}}};
   write_file_atomic(d / "m.safetensors", with_header(base, h));
   const Outcome o = load_safetensors(d / "m.safetensors");
@@ -583,15 +582,11 @@ void mutate_checkpoint_file(const std::string& file, Rng& r) {
     mutate_json(j, r);
     write_file_atomic(file, j.dump(2));
   } else if (!is_json && r.below(2) == 0) {
-    uint64_t hlen;
-    std::memcpy(&hlen, bytes.data(), 8);
-    json h = json::parse(bytes.substr(8, hlen));
+    json h = header_of(bytes);
     mutate_json(h, r);
     write_file_atomic(file, with_header(bytes, h));
   } else {
-    uint64_t hlen = 0;
-    if (!is_json) std::memcpy(&hlen, bytes.data(), 8);
-    write_file_atomic(file, mutate_bytes(bytes, r, is_json ? 0 : 8 + hlen));
+    write_file_atomic(file, mutate_bytes(bytes, r, is_json ? 0 : 8 + header_len(bytes)));
   }
 }
 
