@@ -19,6 +19,7 @@
 #include "backend/device_plan.h"
 #include "config/config.h"
 #include "core/error.h"
+#include "core/openmp_env.h"
 #include "optim/projector.h"
 #include "train/memory_plan.h"
 #include "train/step_flops.h"
@@ -39,6 +40,7 @@ double median(std::vector<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  gt::prefer_passive_openmp(argv);
   CLI::App app{"galore-bench: training throughput on random tokens"};
   std::string config_path, json_path, label;
   std::vector<std::string> overrides;

@@ -15,6 +15,7 @@
 #include "checkpoint/checkpoint.h"
 #include "config/config.h"
 #include "core/error.h"
+#include "core/openmp_env.h"
 #include "core/safetensors.h"
 #include "model/hf_io.h"
 #include "model/llama.h"
@@ -51,6 +52,7 @@ ModelConfig model_config_from_state(const json& st, const std::string& where) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  gt::prefer_passive_openmp(argv);
   CLI::App app{"galore-export: write a checkpoint as a Hugging Face LlamaForCausalLM directory"};
   std::string ckpt, out, dtype;
   bool force = false;

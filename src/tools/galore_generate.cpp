@@ -21,6 +21,7 @@
 #include "checkpoint/checkpoint.h"
 #include "config/config.h"
 #include "core/error.h"
+#include "core/openmp_env.h"
 #include "data/tokenizer.h"
 #include "model/llama.h"
 #include "train/sampler.h"
@@ -55,6 +56,7 @@ double now_s() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  gt::prefer_passive_openmp(argv);
   CLI::App app{"galore-generate: sample text from a galore-train checkpoint"};
   std::string checkpoint, tokenizer_path, prompt, device = "cpu";
   int max_tokens = 64, threads = 0;

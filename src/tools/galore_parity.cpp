@@ -12,6 +12,7 @@
 
 #include "backend/backend.h"
 #include "core/error.h"
+#include "core/openmp_env.h"
 #include "core/safetensors.h"
 #include "model/grads.h"
 #include "model/hf_io.h"
@@ -40,6 +41,7 @@ double rel_err(const std::vector<float>& out, const SafetensorsFile& file, const
 }  // namespace
 
 int main(int argc, char** argv) {
+  gt::prefer_passive_openmp(argv);
   CLI::App app{"galore-parity: compare the model and optimizer with reference outputs"};
   std::string dir, device = "cpu";
   double tol_act = -1, tol_grad = -1, tol_galore = 1e-4;

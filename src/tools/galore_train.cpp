@@ -9,12 +9,14 @@
 
 #include "config/config.h"
 #include "core/error.h"
+#include "core/openmp_env.h"
 #include "train/memory_plan.h"
 #include "train/trainer.h"
 
 using namespace gt;
 
 int main(int argc, char** argv) {
+  gt::prefer_passive_openmp(argv);
   CLI::App app{"galore-train: pretrain LLaMA with GaLore (gradient low-rank projection)"};
   std::string config_path, resume, device_for_estimate = "cuda";
   std::vector<std::string> overrides;
