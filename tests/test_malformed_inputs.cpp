@@ -68,6 +68,21 @@ void expect_all_handled(int n, One&& one, bool some_load = true, bool some_refus
   if (some_refused) EXPECT_LT(loaded, n) << "every mutant loaded";
 }
 
+// n byte-level mutants of `base` (mostly in its first `hot` bytes, see
+// mutate_bytes), each written to `path` and given to `load` (path -> Outcome).
+template <typename Load>
+void expect_byte_mutants_handled(int n, const std::string& base, size_t hot, const std::string& path, uint64_t seed,
+                                 Load&& load, bool some_load = true) {
+  Rng r = fuzz_rng(seed);
+  expect_all_handled(
+      n,
+      [&](int) {
+        write_file_atomic(path, mutate_bytes(base, r, hot));
+        return load(path);
+      },
+      some_load);
+}
+
 // ---------------------------------------------------------------- safetensors
 
 std::string safetensors_sample(const std::string& path) {
@@ -93,7 +108,7 @@ Outcome load_safetensors(const std::string& path) {
             if (d < 0) throw std::logic_error("tensor '" + name + "' loaded with a negative dimension");
           if (t.nbytes != size_t(t.numel()) * st_dtype_size(t.dtype))
             throw std::logic_error("tensor '" + name + "' byte count disagrees with its shape");
-          if (t.dtype != StDType::BOOL) (void)t.to_f32();
+          (void)t.to_f32();
         }
       },
       path);
@@ -121,12 +136,7 @@ TEST(MalformedInputs, SafetensorsBytes) {
   TempDir d("gt_fuzz");
   const std::string base = safetensors_sample(d / "base.safetensors");
   ASSERT_TRUE(load_safetensors(d / "base.safetensors").loaded);
-  Rng r = fuzz_rng(11);
-  expect_all_handled(kMutants, [&](int) {
-    const std::string p = d / "m.safetensors";
-    write_file_atomic(p, mutate_bytes(base, r, 8 + header_len(base)));
-    return load_safetensors(p);
-  });
+  expect_byte_mutants_handled(kMutants, base, 8 + header_len(base), d / "m.safetensors", 11, load_safetensors);
 }
 
 TEST(MalformedInputs, SafetensorsHeader) {
@@ -236,12 +246,7 @@ TEST(MalformedInputs, ShardBytes) {
   TempDir d("gt_fuzz");
   const std::string base = shard_sample(d / "base.bin");
   ASSERT_TRUE(load_shard(d / "base.bin").loaded);
-  Rng r = fuzz_rng(21);
-  expect_all_handled(kMutants, [&](int) {
-    const std::string p = d / "m.bin";
-    write_file_atomic(p, mutate_bytes(base, r, kShardHeaderBytes));
-    return load_shard(p);
-  });
+  expect_byte_mutants_handled(kMutants, base, kShardHeaderBytes, d / "m.bin", 21, load_shard);
 }
 
 // Header fields set to boundary values with a valid checksum: what a writer
@@ -281,10 +286,7 @@ TEST(MalformedInputs, ShardHeaderFields) {
 TEST(MalformedInputs, TokenizerModelBytes) {
   TempDir d("gt_fuzz");
   const std::string base = read_file(std::string(GALORE_SOURCE_DIR) + "/data/sample/tokenizer.model");
-  const std::string p = d / "m.model";
-  Rng r = fuzz_rng(91);
-  expect_all_handled(kMutants / 4, [&](int) {
-    write_file_atomic(p, mutate_bytes(base, r));
+  expect_byte_mutants_handled(kMutants / 4, base, 0, d / "m.model", 91, [](const std::string& p) {
     return load_outcome(
         [&] {
           Tokenizer tok(p);
@@ -321,12 +323,7 @@ TEST(MalformedInputs, C4GzipBytes) {
         p);
   };
   ASSERT_TRUE(read_all(gz).loaded);
-  Rng r = fuzz_rng(61);
-  expect_all_handled(kMutants, [&](int) {
-    const std::string p = d / "m.json.gz";
-    write_file_atomic(p, mutate_bytes(base, r));
-    return read_all(p);
-  }, /*some_load=*/false);
+  expect_byte_mutants_handled(kMutants, base, 0, d / "m.json.gz", 61, read_all, /*some_load=*/false);
 }
 
 // A damaged line is reported (returns false with a reason), never thrown.
@@ -444,10 +441,7 @@ TEST(MalformedInputs, ConfigJson) {
 TEST(MalformedInputs, ConfigBytes) {
   TempDir d("gt_fuzz");
   const std::string base = read_file(std::string(GALORE_SOURCE_DIR) + "/configs/tiny.json");
-  Rng r = fuzz_rng(32);
-  expect_all_handled(kMutants, [&](int) {
-    const std::string p = d / "tiny.json";
-    write_file_atomic(p, mutate_bytes(base, r));
+  expect_byte_mutants_handled(kMutants, base, 0, d / "tiny.json", 32, [](const std::string& p) {
     return load_outcome([&] { (void)load_config(p); }, p);
   });
 }

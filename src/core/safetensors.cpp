@@ -228,7 +228,7 @@ const StTensor& get_exact(const SafetensorsFile& f, const std::string& name, StD
 
 int64_t read_count(const SafetensorsFile& f, const std::string& name) {
   const StTensor& t = f.get(name);
-  const std::vector<double> v = t.dtype == StDType::BOOL ? std::vector<double>{} : t.to_f64();
+  const std::vector<double> v = t.to_f64();
   if (v.size() != 1 || !(v[0] >= 0) || v[0] >= 0x1p53 || v[0] != std::floor(v[0]))
     fail("{}: '{}' should hold one step count (a non-negative integer), got {} values{}", f.path(), name, v.size(),
          v.size() == 1 ? fmt::format(" ({})", v[0]) : "");
