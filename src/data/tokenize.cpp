@@ -225,11 +225,14 @@ bool valid_file_done(const json& f, int64_t nfiles) {
 
 // The finished shards of an earlier run (same settings and inputs) that are on
 // disk as listed, in order: fills each split's shards and cursor and the
-// per-file stats. Returns "" or why the manifest cannot be used.
+// per-file stats. Returns "" or why the manifest cannot be used, in which case
+// split and files_done are left as they were.
 std::string reuse_finished_shards(const json& old, const std::string& dir, uint64_t tokenizer_hash, int64_t nfiles,
                                   SplitWriter (&split)[2], json* files_done) {
   if (!old.is_object()) return "an unreadable manifest.json (not an object)";
-  for (auto& sw : split) {
+  const bool complete = old.contains("complete") && old["complete"] == true;
+  SplitWriter kept[2] = {split[0], split[1]};
+  for (auto& sw : kept) {
     if (!old.contains(sw.name) || !old[sw.name].is_object() || !old[sw.name].contains("shards") ||
         !old[sw.name]["shards"].is_array())
       return fmt::format("an unreadable manifest.json (no {} shards)", sw.name);
@@ -243,13 +246,15 @@ std::string reuse_finished_shards(const json& old, const std::string& dir, uint6
       sw.cursor = end;
     }
     // A finished run covers all input even for a split that got no shards.
-    if (old.value("complete", false) == true && sw.shards.size() == listed.size()) sw.cursor = Cursor{nfiles, 0, 0};
+    if (complete && sw.shards.size() == listed.size()) sw.cursor = Cursor{nfiles, 0, 0};
     sw.done = sw.cursor.file >= nfiles;
   }
   const json done = old.value("files_done", json::array());
   if (!done.is_array()) return "an unreadable manifest.json (files_done)";
   for (const json& f : done)
     if (!valid_file_done(f, nfiles)) return fmt::format("an unreadable manifest.json (files_done entry {})", f.dump());
+  split[0] = std::move(kept[0]);
+  split[1] = std::move(kept[1]);
   *files_done = done;
   return "";
 }
@@ -342,22 +347,13 @@ TokenizeStats tokenize_corpus(const TokenizeOptions& opt) {
       if (mismatch.empty() && source_ids(old.value("sources", json::array())) != source_ids(sources))
         mismatch = "other input files";
       if (mismatch.empty()) mismatch = reuse_finished_shards(old, opt.output, tok.hash_u64(), nfiles, split, &files_done);
-      for (auto& sw : split) st.shards_kept += int64_t(sw.shards.size());
     } catch (const json::exception& e) {
       mismatch = fmt::format("an unreadable manifest.json ({})", e.what());
     }
-    if (!mismatch.empty()) {
-      for (auto& sw : split) {
-        SplitWriter fresh;
-        fresh.name = sw.name;
-        sw = std::move(fresh);
-      }
-      files_done = json::array();
-      st.shards_kept = 0;
-      if (!opt.overwrite)
-        fail("{} holds shards made with {}; use another --output or pass --overwrite to replace them", opt.output,
-             mismatch);
-    }
+    if (!mismatch.empty() && !opt.overwrite)
+      fail("{} holds shards made with {}; use another --output or pass --overwrite to replace them", opt.output,
+           mismatch);
+    for (auto& sw : split) st.shards_kept += int64_t(sw.shards.size());
   }
   if (!have_manifest || !mismatch.empty()) {
     bool any = false;
