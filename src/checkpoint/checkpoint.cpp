@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "core/fs_util.h"
+#include "core/json_number.h"
 #include "core/safetensors.h"
 #include "model/hf_io.h"
 #include "model/llama.h"
@@ -445,8 +446,14 @@ json read_trainer_state(const std::string& path) {
       fail("{}: no \"{}\" (written by another version of galore-train?); pick another checkpoint", f, key);
   // The counters a resume reads back; optional ones were added after the first format.
   // Counts stay below 2^53 (exact in a double; far from int64 overflow when a step adds to them).
-  const auto count = [](const json& v) { return v.is_number_unsigned() && v.get<uint64_t>() < (uint64_t(1) << 53); };
-  const auto small_count = [](const json& v) { return v.is_number_unsigned() && v.get<uint64_t>() <= INT32_MAX; };
+  const auto count = [](const json& v) {
+    long double n;
+    return integral_in(v, 0, 0x1p53L - 1, &n);
+  };
+  const auto small_count = [](const json& v) {
+    long double n;
+    return integral_in(v, 0, INT32_MAX, &n);
+  };
   const auto number = [](const json& v) { return v.is_number() && std::isfinite(v.get<double>()); };
   const struct {
     const char* key;

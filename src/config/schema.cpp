@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/json_number.h"
 
 namespace gt {
 namespace {
@@ -139,18 +140,6 @@ std::string describe(const json& v) {
   }
 }
 
-// An integral JSON number (1e4 and 3.0 count, 2.5 does not) within [lo, hi].
-bool integral_in(const json& v, long double lo, long double hi, long double& out) {
-  if (v.is_number_unsigned()) out = static_cast<long double>(v.get<uint64_t>());
-  else if (v.is_number_integer()) out = static_cast<long double>(v.get<int64_t>());
-  else if (v.is_number_float()) {
-    const double d = v.get<double>();
-    if (!std::isfinite(d) || d != std::floor(d)) return false;
-    out = d;
-  } else return false;
-  return out >= lo && out <= hi;
-}
-
 std::string join(const std::vector<std::string>& v, const char* sep) {
   std::string s;
   for (size_t i = 0; i < v.size(); ++i) s += (i ? sep : "") + v[i];
@@ -254,10 +243,10 @@ void set_config_value(Config& cfg, const KeyInfo& info, const nlohmann::json& v,
         using T = std::remove_pointer_t<decltype(p)>;
         long double n = 0;
         if constexpr (std::is_same_v<T, int>) {
-          if (!integral_in(v, INT_MIN, INT_MAX, n)) type_error("an int (a whole number)");
+          if (!integral_in(v, INT_MIN, INT_MAX, &n)) type_error("an int (a whole number)");
           *p = static_cast<int>(n);
         } else if constexpr (std::is_same_v<T, uint64_t>) {
-          if (!integral_in(v, 0, static_cast<long double>(UINT64_MAX), n)) type_error("a non-negative int");
+          if (!integral_in(v, 0, static_cast<long double>(UINT64_MAX), &n)) type_error("a non-negative int");
           *p = v.is_number_unsigned() ? v.get<uint64_t>() : static_cast<uint64_t>(n);
         } else if constexpr (std::is_same_v<T, double>) {
           if (!v.is_number()) type_error("a float");

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/fs_util.h"
+#include "core/json_number.h"
 #include "core/safetensors.h"
 
 namespace gt {
@@ -34,12 +35,10 @@ int int_key(const json& j, const std::string& key, const std::string& path, int 
     if (dflt) return *dflt;
     fail("{}: missing key '{}' (is this a Hugging Face LlamaConfig?)", path, key);
   }
-  const json& v = j[key];
-  // nlohmann keeps non-negative integers as number_unsigned, negative ones as number_integer
-  const bool ok = v.is_number_unsigned() ? v.get<uint64_t>() <= uint64_t(INT_MAX) && int64_t(v.get<uint64_t>()) >= lo
-                                         : v.is_number_integer() && v.get<int64_t>() >= lo && v.get<int64_t>() <= INT_MAX;
-  if (!ok) fail("{}: key '{}' is {}, expected an integer from {} to {}", path, key, v.dump(), lo, INT_MAX);
-  return int(v.get<int64_t>());
+  long double n = 0;
+  if (!integral_in(j[key], lo, INT_MAX, &n))
+    fail("{}: key '{}' is {}, expected an integer from {} to {}", path, key, j[key].dump(), lo, INT_MAX);
+  return int(n);
 }
 double number_key(const json& j, const std::string& key, const std::string& path, double dflt, bool zero_ok = false) {
   if (!j.contains(key) || j[key].is_null()) return dflt;
