@@ -4,16 +4,9 @@
 #include <functional>
 #include <vector>
 
-#include "core/rng.h"
+#include "test_util.h"  // randn
 
 namespace gt::test {
-
-inline std::vector<float> randn(size_t n, uint64_t seed, float scale = 1.0f) {
-  Rng r(seed);
-  std::vector<float> v(n);
-  for (auto& x : v) x = float(r.normal()) * scale;
-  return v;
-}
 
 // Relative error between the analytic gradient and central differences of
 // `loss` (evaluated in double) over up to `samples` coordinates of x.

@@ -5,9 +5,12 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 
 #include "backend/backend.h"
 #include "core/error.h"
+#include "core/safetensors.h"
 #include "fd_util.h"
 #include "model/grads.h"
 #include "model/llama.h"
@@ -223,4 +226,43 @@ TEST(Model, ParityToolPassesOnTheHfFixture) {
   const std::string cmd = std::string(bin) + "/galore-parity " + GALORE_SOURCE_DIR +
                           "/tests/fixtures/tiny_llama > /tmp/galore_parity_test.json";
   EXPECT_EQ(std::system(cmd.c_str()), 0) << "see /tmp/galore_parity_test.json";
+}
+
+// A fixture whose tokens are not vocabulary ids (out of range, or not integers
+// in a float tensor) is refused with one line that names reference.safetensors.
+TEST(Model, ParityToolRefusesTokensOutsideTheVocabulary) {
+  const char* bin = std::getenv("GALORE_BIN");
+  ASSERT_NE(bin, nullptr) << "run through ctest (GALORE_BIN is set there)";
+  const std::string src = std::string(GALORE_SOURCE_DIR) + "/tests/fixtures/tiny_llama";
+  auto orig = SafetensorsFile::open(src + "/reference.safetensors");
+  const StTensor& tok = orig.get("tokens");
+  const std::vector<int32_t> ids = tok.to_i32();
+  for (int variant = 0; variant < 2; ++variant) {
+    TempDir dir("gt_parity_tokens");
+    for (const char* f : {"config.json", "model.safetensors"})
+      std::filesystem::copy_file(src + "/" + f, dir / f);
+    SafetensorsWriter w;
+    for (const std::string& name : orig.names()) {
+      if (name == "tokens") continue;
+      const StTensor& t = orig.get(name);
+      w.add(name, t.dtype, t.shape, t.data, t.nbytes);
+    }
+    if (variant == 0) {  // one id equal to the vocabulary size
+      std::vector<int64_t> bad(ids.begin(), ids.end());
+      bad[3] = 256;
+      w.add("tokens", StDType::I64, tok.shape, bad.data(), bad.size() * 8);
+    } else {  // a float tensor holding 2.5
+      std::vector<float> bad(ids.begin(), ids.end());
+      bad[1] = 2.5f;
+      w.add_f32("tokens", tok.shape, bad.data());
+    }
+    w.write(dir / "reference.safetensors");
+    const std::string log = dir / "log.txt";
+    const std::string cmd = std::string(bin) + "/galore-parity " + dir.path + " > " + log + " 2>&1";
+    EXPECT_NE(std::system(cmd.c_str()), 0) << "variant " << variant;
+    std::ifstream in(log);
+    const std::string text((std::istreambuf_iterator<char>(in)), {});
+    EXPECT_NE(text.find("reference.safetensors"), std::string::npos) << text;
+    EXPECT_NE(text.find(variant == 0 ? "outside the vocabulary" : "not a 32-bit integer"), std::string::npos) << text;
+  }
 }

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <climits>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -38,6 +40,34 @@ TEST(Safetensors, RoundTripAllDtypes) {
   EXPECT_EQ(r.get("b.i").to_i32(), i);
   EXPECT_EQ(r.get("c.h").to_f32(), (std::vector<float>{1.5f, -2.0f}));
   EXPECT_EQ(r.metadata().at("format"), "pt");
+}
+
+// to_i32 takes integral values of any dtype and refuses the rest by name
+// (a float index of 1e10 or 2.5 used to be an undefined conversion).
+TEST(Safetensors, ToI32RefusesValuesThatAreNotInt32) {
+  const std::vector<double> ok = {0.0, -2147483648.0, 2147483647.0, 31999.0};
+  const std::vector<int64_t> big = {1, int64_t(1) << 31};
+  const std::vector<float> frac = {1.0f, 2.5f};
+  const std::vector<float> huge = {1e10f};
+  const std::vector<float> nan = {NAN};
+  SafetensorsWriter w;
+  w.add("ok", StDType::F64, {4}, ok.data(), 32);
+  w.add("big", StDType::I64, {2}, big.data(), 16);
+  w.add_f32("frac", {2}, frac.data());
+  w.add_f32("huge", {1}, huge.data());
+  w.add_f32("nan", {1}, nan.data());
+  const std::string p = tmp_path("i32.safetensors");
+  w.write(p);
+  auto r = SafetensorsFile::open(p);
+  EXPECT_EQ(r.get("ok").to_i32(), (std::vector<int32_t>{0, INT32_MIN, INT32_MAX, 31999}));
+  for (const char* name : {"big", "frac", "huge", "nan"}) {
+    try {
+      r.get(name).to_i32();
+      ADD_FAILURE() << name << " converted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("'") + name + "'"), std::string::npos) << e.what();
+    }
+  }
 }
 
 // Deferred tensors are produced during write(), in name order, one at a time,

@@ -110,7 +110,20 @@ int64_t StTensor::numel() const {
 }
 std::vector<float> StTensor::to_f32() const { return convert<float>(*this); }
 std::vector<double> StTensor::to_f64() const { return convert<double>(*this); }
-std::vector<int32_t> StTensor::to_i32() const { return convert<int32_t>(*this); }
+// Through double, which holds every int32 (and every value an F32/BF16 index
+// can carry), so that a non-integral or out-of-range element is an error, not
+// an undefined conversion.
+std::vector<int32_t> StTensor::to_i32() const {
+  const std::vector<double> wide = convert<double>(*this);
+  std::vector<int32_t> out(wide.size());
+  for (size_t i = 0; i < wide.size(); ++i) {
+    const double v = wide[i];
+    if (!(v >= -2147483648.0 && v <= 2147483647.0) || v != std::floor(v))
+      fail("tensor '{}': element {} ({}) is not a 32-bit integer", name, i, v);
+    out[i] = int32_t(v);
+  }
+  return out;
+}
 
 SafetensorsFile SafetensorsFile::open(const std::string& path) {
   SafetensorsFile f;

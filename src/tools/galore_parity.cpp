@@ -75,7 +75,16 @@ int main(int argc, char** argv) {
       auto backend = make_backend(device);
       LlamaModel model(cfg, *backend, B, T);
       load_hf_weights(model, dir);
-      auto tokens = tok.to_i32();
+      std::vector<int32_t> tokens;
+      try {
+        tokens = tok.to_i32();
+      } catch (const Error& e) {
+        fail("{}: {}", ref.path(), e.what());
+      }
+      for (size_t i = 0; i < tokens.size(); ++i)
+        if (tokens[i] < 0 || tokens[i] >= cfg.vocab_size)
+          fail("{}: tokens[{}] = {} is outside the vocabulary [0, {}) of config.json", ref.path(), i, tokens[i],
+               cfg.vocab_size);
 
       ordered_json checks;
       auto check = [&](const std::string& name, double err, double tol) {
