@@ -110,7 +110,21 @@ trap summary EXIT
   command -v compute-sanitizer >/dev/null && compute-sanitizer --version | head -n 2
 } | tee "$LOGS/env.log"
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
-if [ -n "$GPU" ]; then record env OK 0 "$GPU"; else record env NONE 0 "no GPU visible to nvidia-smi"; fi
+DRIVER=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n 1)
+if [ -n "$GPU" ]; then
+  record env OK 0 "$GPU, driver $DRIVER"
+  # With a GPU present, a test that skips for want of a device is a failure
+  # (a driver older than the toolkit makes cudaGetDeviceCount fail, and every
+  # GPU test would otherwise skip green).
+  export GALORE_REQUIRE_GPU=1
+  # CUDA 13.x needs driver 580 or newer.
+  if [ -n "$DRIVER" ] && [ "${DRIVER%%.*}" -lt 580 ] 2>/dev/null; then
+    record driver FAIL 0 "driver $DRIVER < 580, too old for the CUDA 13 toolkit"
+    FAILED=1
+  fi
+else
+  record env NONE 0 "no GPU visible to nvidia-smi"
+fi
 
 # ---- 1. carried dependencies (see the header) ----
 if ls .gpu_deps/*.deb >/dev/null 2>&1; then
@@ -146,6 +160,11 @@ step build 330 cmake --build "$BUILD" -j "$JOBS" || {
 STEP_NOTE="ctest -L gpu"
 step ctest_gpu 240 ctest --test-dir "$BUILD" -L gpu --output-on-failure --timeout 200 -j 4
 grep -hE "tests passed|Skipped|SKIPPED|no CUDA device" "$LOGS/ctest_gpu.log" | head -n 5
+# GALORE_REQUIRE_GPU already fails our own skips; this also catches any other.
+if [ -n "$GPU" ] && grep -qE "\*\*\*Skipped|Not Run" "$LOGS/ctest_gpu.log"; then
+  record ctest_skips FAIL 0 "$(grep -cE '\*\*\*Skipped|Not Run' "$LOGS/ctest_gpu.log") gpu tests skipped or not run on a GPU machine"
+  FAILED=1
+fi
 
 # ---- 4. benchmarks (scripts/bench.sh; before the sanitizers, which are slow) ----
 if [ -n "${SKIP_BENCH:-}" ]; then

@@ -73,12 +73,34 @@ int as_int(int64_t x, const char* what) {
   return int(x);
 }
 
+#ifndef GALORE_CUDA_ARCHS  // set by CMakeLists.txt
+#define GALORE_CUDA_ARCHS "unknown"
+#endif
+
+// Compiled like every kernel of the library: if the device has no code for
+// it, it has none for any of them.
+__global__ void arch_probe_kernel() {}
+
+// A build without code for this device's architecture (an A100 or RTX 3090
+// with the default sm_89;sm_90 build) fails at the first launch with "no
+// kernel image"; say so at startup, with the fix.
+void check_kernels_built_for(const cudaDeviceProp& prop) {
+  cudaFuncAttributes attr{};
+  const cudaError_t e = cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(arch_probe_kernel));
+  if (e == cudaSuccess) return;
+  (void)cudaGetLastError();
+  fail("this build has no GPU code for {} (sm_{}{}; built for CMAKE_CUDA_ARCHITECTURES={}): {}; rebuild with "
+       "cmake -DCMAKE_CUDA_ARCHITECTURES={}{} (or native), or run with training.device=cpu",
+       prop.name, prop.major, prop.minor, GALORE_CUDA_ARCHS, cudaGetErrorString(e), prop.major, prop.minor);
+}
+
 class CudaBackend final : public Backend {
  public:
   CudaBackend() {
     try {
       CUDA_CHECK(cudaGetDevice(&device_));
       CUDA_CHECK(cudaGetDeviceProperties(&prop_, device_));
+      check_kernels_built_for(prop_);
       CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
       gemm_ = std::make_unique<CudaGemm>(stream_, kCudaGemmWorkspaceBytes);
       CUDA_CHECK(cudaMalloc(&staging_, sizeof(float) * kCudaStagingElems));
@@ -113,8 +135,11 @@ class CudaBackend final : public Backend {
   }
   void release(void* p) override {
     if (!p) return;
-    const cudaError_t e = cudaFree(p);  // implicitly waits for the device
-    if (e != cudaSuccess) std::fprintf(stderr, "warning: cudaFree failed: %s\n", cudaGetErrorString(e));
+    // Wait for the work that may still use p (cudaFree's implicit device
+    // synchronisation is not something to lean on). No throw: destructors call this.
+    cudaError_t e = cudaStreamSynchronize(stream_);
+    if (e == cudaSuccess) e = cudaFree(p);
+    if (e != cudaSuccess) std::fprintf(stderr, "warning: freeing device memory failed: %s\n", cudaGetErrorString(e));
   }
   void upload(void* dst, const void* src, size_t bytes) override {
     if (!bytes) return;

@@ -1,16 +1,20 @@
 # Shared setup for the GPU shell tests (label gpu). Exits 77 (ctest: skipped)
-# with the reason when no CUDA device is usable or the build has no CUDA.
+# with the reason when no CUDA device is usable or the build has no CUDA, or
+# fails (exit 1) when GALORE_REQUIRE_GPU=1 is set (scripts/gpu_check.sh).
 set -euo pipefail
 BIN="${GALORE_BIN:?run through ctest}"
 cd "${GALORE_ROOT:-.}"
 fail() { echo "FAIL: $*"; exit 1; }
-if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L 2>/dev/null | grep -q GPU; then
-  echo "SKIP: no CUDA device (nvidia-smi finds no GPU); run scripts/gpu_check.sh on a GPU machine"
+skip() {
+  if [ -n "${GALORE_REQUIRE_GPU:-}" ] && [ "$GALORE_REQUIRE_GPU" != 0 ]; then fail "GALORE_REQUIRE_GPU is set but $*"; fi
+  echo "SKIP: $*"
   exit 77
+}
+if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L 2>/dev/null | grep -q GPU; then
+  skip "no CUDA device (nvidia-smi finds no GPU); run scripts/gpu_check.sh on a GPU machine"
 fi
 if ! ldd "$BIN/galore-train" 2>/dev/null | grep -q cudart && ! nm -C "$BIN/galore-train" 2>/dev/null | grep -q CudaBackend; then
-  echo "SKIP: this build has no CUDA backend"
-  exit 77
+  skip "this build has no CUDA backend"
 fi
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT

@@ -1,6 +1,9 @@
 // Helpers for the GPU tests (plain C++: the kernels are reached through the
 // host launchers declared in cuda/<family>.h). Every GPU test starts with
-// GT_REQUIRE_GPU(), which skips it with the reason when no device is usable.
+// GT_REQUIRE_GPU(), which skips it with the reason when no device is usable,
+// or fails it when GALORE_REQUIRE_GPU=1 is set (scripts/gpu_check.sh sets it
+// on a machine where nvidia-smi sees a GPU: a driver too old for the toolkit
+// must not turn the whole GPU check into green skips).
 //
 // Method (see /work/.library/device/METHOD.md): fresh seeded random inputs,
 // rounded to bf16 on the host so the CPU reference (fp32) and the kernel see
@@ -26,6 +29,18 @@
 #endif
 
 namespace gt::test {
+
+// GALORE_REQUIRE_GPU set (and not "0"): a missing device is a failure.
+inline bool gpu_required() {
+  const char* v = std::getenv("GALORE_REQUIRE_GPU");
+  return v && *v && std::string(v) != "0";
+}
+// Skips (or, with GALORE_REQUIRE_GPU, fails) the current test or SetUp with `reason`.
+#define GT_SKIP_OR_FAIL_WITHOUT_GPU(reason)                                                          \
+  do {                                                                                               \
+    if (::gt::test::gpu_required()) GTEST_FAIL() << "GALORE_REQUIRE_GPU is set but " << (reason);    \
+    GTEST_SKIP() << "no CUDA device: " << (reason);                                                  \
+  } while (0)
 
 // ---- host bf16 (round to nearest even, as __float2bfloat16 does) ----
 inline uint16_t f32_to_bf16_bits(float f) {
@@ -119,6 +134,12 @@ inline std::string gpu_skip_reason() {
   if (n == 0) return "cudaGetDeviceCount found 0 devices";
   return "";
 }
+// First statement of every GPU test (or its fixture's SetUp).
+#define GT_REQUIRE_GPU()                                                        \
+  do {                                                                          \
+    const std::string gpu_reason_ = ::gt::test::gpu_skip_reason();              \
+    if (!gpu_reason_.empty()) GT_SKIP_OR_FAIL_WITHOUT_GPU(gpu_reason_);         \
+  } while (0)
 
 inline void cuda_ok(cudaError_t e, const char* what) {
   if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
@@ -179,8 +200,7 @@ struct Bf16Buf : DevBuf<__nv_bfloat16> {
 class GpuTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::string reason = gpu_skip_reason();
-    if (!reason.empty()) GTEST_SKIP() << "no CUDA device: " << reason;
+    GT_REQUIRE_GPU();
     GT_CUDA_OK(cudaStreamCreate(&stream));
   }
   void TearDown() override {

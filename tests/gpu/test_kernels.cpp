@@ -727,8 +727,7 @@ class BackendPair {
 }  // namespace
 
 TEST(GpuBackend, MatchesCpuBackendOpByOp) {
-  const std::string reason = gpu_skip_reason();
-  if (!reason.empty()) GTEST_SKIP() << "no CUDA device: " << reason;
+  GT_REQUIRE_GPU();
   ASSERT_TRUE(cuda_device_available());
   BackendPair bp;
   Backend& cpu = bp.cpu();
@@ -881,6 +880,6 @@ TEST(GpuBackend, MatchesCpuBackendOpByOp) {
 
 #else  // !GALORE_WITH_CUDA
 
-TEST(GpuTest, Skipped) { GTEST_SKIP() << "no CUDA device: this build has no CUDA backend (GALORE_WITH_CUDA unset)"; }
+TEST(GpuTest, Skipped) { GT_SKIP_OR_FAIL_WITHOUT_GPU("this build has no CUDA backend (GALORE_WITH_CUDA unset)"); }
 
 #endif

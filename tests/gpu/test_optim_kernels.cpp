@@ -54,8 +54,7 @@ struct HostT {
 class OptimKernelsGpu : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::string reason = gpu_skip_reason();
-    if (!reason.empty()) GTEST_SKIP() << "no CUDA device: " << reason;
+    GT_REQUIRE_GPU();
     cpu_ = make_cpu_backend();
     gpu_ = make_cuda_backend_or_null();
     ASSERT_TRUE(gpu_);
@@ -748,5 +747,5 @@ TEST(OptimKernelsPlan, WorkspacePlan) {
 }
 
 #else  // !GALORE_WITH_CUDA
-TEST(OptimKernelsGpu, Skipped) { GTEST_SKIP() << "no CUDA device: this build has no CUDA backend (GALORE_WITH_CUDA unset)"; }
+TEST(OptimKernelsGpu, Skipped) { GT_SKIP_OR_FAIL_WITHOUT_GPU("this build has no CUDA backend (GALORE_WITH_CUDA unset)"); }
 #endif
