@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <semaphore>
 #include <cstdint>
+#include <pthread.h>
 
 struct EmuWarp { std::unique_ptr<std::barrier<>> bar; double slots[32]; };
 struct EmuCtx {
@@ -28,6 +29,17 @@ struct EmuCtx {
   EmuWarp* warp = nullptr;
 };
 inline thread_local EmuCtx emu;
+#if defined(__SANITIZE_THREAD__) && defined(_OPENMP)
+// Under ThreadSanitizer, OpenMP (the CPU references) runs one thread unless
+// OMP_NUM_THREADS says otherwise: libgomp is not instrumented, so TSan does not
+// see its barriers and reports false races between the team's threads.
+#include <cstdlib>
+#include <omp.h>
+inline const bool emu_tsan_omp_serial = [] {
+  if (!std::getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
+  return true;
+}();
+#endif
 inline float* emu_dyn_smem = nullptr;
 inline std::atomic<long> emu_launches{0};
 
@@ -56,12 +68,49 @@ inline cudaError_t emu_cudaFuncGetAttributes(cudaFuncAttributes* a) {
 
 inline void __syncthreads() { emu.block_bar->arrive_and_wait(); }
 inline void __syncwarp(unsigned = 0xffffffffu) { emu.warp->bar->arrive_and_wait(); }
+
+// ThreadSanitizer (SAN=thread: the stand-in for compute-sanitizer's racecheck).
+// TSan understands std::barrier and the pool's semaphores by itself (they are
+// atomics in the headers, so instrumented): __syncthreads/__syncwarp order
+// memory, as on a GPU. A shuffle does not: it moves registers, it is no memory
+// barrier (only __syncwarp is), so a kernel that writes shared memory and reads
+// another lane's element after a shuffle but without __syncwarp races on a GPU.
+// Here a shuffle's two warp barriers are hidden from TSan (IgnoreSync), and so
+// are the emulator's own accesses to the slot array they protect.
+#if defined(__SANITIZE_THREAD__)
+extern "C" void AnnotateIgnoreSyncBegin(const char* file, int line);
+extern "C" void AnnotateIgnoreSyncEnd(const char* file, int line);
+extern "C" void AnnotateIgnoreReadsBegin(const char* file, int line);
+extern "C" void AnnotateIgnoreReadsEnd(const char* file, int line);
+extern "C" void AnnotateIgnoreWritesBegin(const char* file, int line);
+extern "C" void AnnotateIgnoreWritesEnd(const char* file, int line);
+// A warp barrier TSan does not see: neither its synchronisation nor the
+// barrier's own plain fields (std::barrier's _M_expected, ordered by the
+// synchronisation that is hidden).
+inline void emu_shfl_barrier() {
+  AnnotateIgnoreSyncBegin(__FILE__, __LINE__);
+  AnnotateIgnoreReadsBegin(__FILE__, __LINE__);
+  AnnotateIgnoreWritesBegin(__FILE__, __LINE__);
+  emu.warp->bar->arrive_and_wait();
+  AnnotateIgnoreWritesEnd(__FILE__, __LINE__);
+  AnnotateIgnoreReadsEnd(__FILE__, __LINE__);
+  AnnotateIgnoreSyncEnd(__FILE__, __LINE__);
+}
+#define EMU_TSAN(what) Annotate##what(__FILE__, __LINE__)
+#else
+inline void emu_shfl_barrier() { emu.warp->bar->arrive_and_wait(); }
+#define EMU_TSAN(what) ((void)0)
+#endif
 template <typename T> T __shfl_xor_sync(unsigned, T v, int o) {
   const int lane = emu.tid.x % 32;
+  EMU_TSAN(IgnoreWritesBegin);
   emu.warp->slots[lane] = double(v);
-  emu.warp->bar->arrive_and_wait();
+  EMU_TSAN(IgnoreWritesEnd);
+  emu_shfl_barrier();
+  EMU_TSAN(IgnoreReadsBegin);
   const T r = T(emu.warp->slots[lane ^ o]);
-  emu.warp->bar->arrive_and_wait();
+  EMU_TSAN(IgnoreReadsEnd);
+  emu_shfl_barrier();
   return r;
 }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
@@ -84,6 +133,12 @@ struct EmuPool {
       const int i = int(workers.size());
       workers.push_back(std::make_unique<Worker>());
       std::thread([this, i, w = workers.back().get()] {
+        // Named after its linear thread index in the block (threadIdx.x +
+        // blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)): TSan's
+        // reports print it ("Thread T42 'emu-t41'").
+        char name[16];
+        std::snprintf(name, sizeof name, "emu-t%d", i);
+        pthread_setname_np(pthread_self(), name);
         for (;;) {
           w->go.acquire();  // also publishes `job`
           (*job)(i);

@@ -11,7 +11,13 @@
 # Builds into build-emu-train/ (OUT=... to change) with -O1 and, by default,
 # AddressSanitizer + UBSan (SAN= for none; SAN=address,undefined is the
 # default). Incremental: only sources newer than their object (headers
-# included, through -MMD) are recompiled.
+# included, through -MMD) are recompiled; a folder built with other flags
+# (another SAN) is rebuilt from scratch.
+# SAN=thread (ThreadSanitizer; give it its own OUT, e.g.
+# OUT=$PWD/build-emu-train-tsan) reports races between the threads of one
+# emulated block, as run.sh does (see README.md); OpenMP and OpenBLAS then run
+# one thread unless OMP_NUM_THREADS / OPENBLAS_NUM_THREADS are set (neither
+# library is instrumented), and the exit status is 66 when TSan reported anything.
 # Usage: tools/cuda_emu/run_train.sh [gtest args, e.g. --gtest_filter=EmuTrain.GaloreAdamw8bit*]
 # Not part of CI (minutes per test); a developer tool for sessions without a GPU.
 set -euo pipefail
@@ -37,8 +43,14 @@ HOST=$(ls "$ROOT"/src/{core,config,model,backend,optim,data,train,checkpoint}/*.
 SRCS="$(ls "$OUT"/*_emu.cpp) $HERE/emu_gemm.cpp $HERE/emu_blas_solver.cpp $HOST $HERE/emu_train_test.cpp
   $ROOT/tests/gpu/test_optim_kernels.cpp"
 
+# Objects built with other flags (another SAN) must not be mixed in: obj/ is
+# emptied when FLAGS differ from the ones recorded in ./flags (a folder without
+# that record, from before it existed, is taken as built with these flags).
+[ -f flags ] && [ "$(cat flags)" != "$FLAGS" ] && rm -f obj/*.o obj/*.d
+echo "$FLAGS" > flags
 emu_compile
 g++ $SANFLAGS -fopenmp "${OBJS[@]}" -o emu_train_test -lgtest -lgtest_main -lspdlog -lfmt -lpthread -lz \
   $(pkg-config --libs sentencepiece lapacke openblas) -llapack -lblas -L/usr/local/cuda/lib64 -lcudart
+case ",$SAN," in *,thread,*) export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} ;; esac
 cd "$ROOT"  # the test reads configs/tiny.json
 exec "$OUT/emu_train_test" "$@"
