@@ -464,12 +464,21 @@ struct TcGeom {
   static constexpr size_t tile(int rows) { return size_t(rows) * LD * sizeof(bf16); }
   static constexpr size_t S4 = 4 * 16 * SL * sizeof(float);  // 4 warps' fp32 [16][SL]
   static constexpr size_t P4 = 4 * 16 * PL * sizeof(bf16);   // 4 warps' bf16 [16][PL]
+  // Backward at D <= 64: each warp's bf16 dS tile overlays its fp32 dP tile (and
+  // Pᵀ, dSᵀ overlay Sᵀ, dPᵀ in dk/dv). At D = 64 that is 46.5 KB instead of
+  // 51.7 / 56.6 KB per block: two blocks per SM on the RTX 4090 (100 KB per SM)
+  // instead of one. At D = 96 / 128 it would not change the occupancy (one block
+  // either way), so those keep separate tiles and their register budget.
+  static constexpr bool overlay = D <= 64;
+  static constexpr size_t P4_bwd = overlay ? 0 : P4;
   // K,V [TK][LD] each (before the loop they hold the Q tile [TQ][LD]), S, P
   static constexpr size_t fwd_smem = 2 * tile(TK) + S4 + P4;
-  // Q, dO [TQ][LD], K, V [TK][LD], S, dP, dS, L, Dvec [TQ]
-  static constexpr size_t dq_smem = 2 * tile(TQ) + 2 * tile(TK) + 2 * S4 + P4 + 2 * TQ * sizeof(float);
-  // K, V [UK][LD], Q, dO [UQ][LD], Sᵀ, dPᵀ, Pᵀ, dSᵀ, L, Dvec [UQ]
-  static constexpr size_t dkdv_smem = 2 * tile(UK) + 2 * tile(UQ) + 2 * S4 + 2 * P4 + 2 * UQ * sizeof(float);
+  // Q, dO [TQ][LD], K, V [TK][LD], S, dP, dS (unless overlaid), L, Dvec [TQ]
+  static constexpr size_t dq_smem = 2 * tile(TQ) + 2 * tile(TK) + 2 * S4 + P4_bwd + 2 * TQ * sizeof(float);
+  // K, V [UK][LD], Q, dO [UQ][LD], Sᵀ, dPᵀ, Pᵀ, dSᵀ (unless overlaid), L, Dvec [UQ]
+  static constexpr size_t dkdv_smem =
+      2 * tile(UK) + 2 * tile(UQ) + 2 * S4 + 2 * P4_bwd + 2 * UQ * sizeof(float);
+  static_assert(16 * PL * sizeof(bf16) <= 16 * SL * sizeof(float), "a bf16 tile fits in its fp32 tile");
   static_assert(2 * tile(TK) == tile(TQ), "the forward stages Q in the K,V space");
   // Every region starts 32-byte aligned (WMMA pointers must be 256-bit aligned).
   static_assert(tile(TK) % 32 == 0 && S4 % 32 == 0 && P4 % 32 == 0, "32-byte aligned regions");
@@ -687,16 +696,18 @@ __global__ void __launch_bounds__(kTcThreads)
   bf16* Vs = Ks + TK * LD;                                    // [TK][LD]
   float* Sall = reinterpret_cast<float*>(Vs + TK * LD);       // [4 warps][16][SL]
   float* dPall = Sall + 4 * 16 * SL;                          // [4 warps][16][SL]
-  bf16* dSall = reinterpret_cast<bf16*>(dPall + 4 * 16 * SL);  // [4 warps][16][PL]
-  float* Ls = reinterpret_cast<float*>(dSall + 4 * 16 * PL);  // [TQ]
-  float* Ds = Ls + TQ;                                        // [TQ]
+  constexpr bool overlay = TcGeom<D>::overlay;
+  // [4 warps][16][PL]: its own region, or each warp's in its dP tile
+  bf16* dSall = reinterpret_cast<bf16*>(dPall + 4 * 16 * SL);
+  float* Ls = reinterpret_cast<float*>(dSall + (overlay ? 0 : 4 * 16 * PL));  // [TQ]
+  float* Ds = Ls + TQ;                                                        // [TQ]
   const int qt = gridDim.x - 1 - blockIdx.x;                  // longest query tiles first
   const int h = blockIdx.y, b = blockIdx.z, kvh = h / (NH / NKV);
   const int q0 = qt * TQ;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   float* Sw = Sall + warp * 16 * SL;
   float* dPw = dPall + warp * 16 * SL;
-  bf16* dSw = dSall + warp * 16 * PL;
+  bf16* dSw = overlay ? reinterpret_cast<bf16*>(dPw) : dSall + warp * 16 * PL;
   const int r = lane >> 1, c0 = (lane & 1) * 16;  // row work: lane owns row r, columns c0..c0+15
   const int row0 = q0 + warp * 16, i = row0 + r;
   const bf16* kb = k + (int64_t(b) * T * NKV + kvh) * D;
@@ -727,15 +738,20 @@ __global__ void __launch_bounds__(kTcThreads)
     __syncwarp();
 
     // dS = P (dP - Dvec) scale, P = exp(S scale - lse); zero where masked or i >= T
+    // (in registers first: with the overlay, dS overwrites dP that other lanes still read)
     const float Lr = Ls[warp * 16 + r], Dr = Ds[warp * 16 + r];
+    float ds[16];
 #pragma unroll
     for (int c = 0; c < 16; ++c) {
       const int j = k0 + c0 + c;
       const bool valid = j <= i && i < T;
       const float p = valid ? expf(Sw[r * SL + c0 + c] * scale - Lr) : 0.0f;
-      const float ds = valid ? p * (dPw[r * SL + c0 + c] - Dr) * scale : 0.0f;
-      dSw[r * PL + c0 + c] = from_f32<bf16>(ds);
+      ds[c] = valid ? p * (dPw[r * SL + c0 + c] - Dr) * scale : 0.0f;
     }
+    const int4 ds_lo = pack_bf16x8(ds), ds_hi = pack_bf16x8(ds + 8);
+    if (overlay) __syncwarp();  // every lane has read its dP
+    *reinterpret_cast<int4*>(dSw + r * PL + c0) = ds_lo;
+    *reinterpret_cast<int4*>(dSw + r * PL + c0 + 8) = ds_hi;
     __syncwarp();
 
     // dQ += dS K: dS [16][TK] (bf16), K [TK][D]
@@ -768,18 +784,20 @@ __global__ void __launch_bounds__(kTcThreads)
   bf16* dOs = Qs + UQ * LD;                                    // [UQ][LD]
   float* STall = reinterpret_cast<float*>(dOs + UQ * LD);      // [4 warps][16][SL]  Sᵀ
   float* dPTall = STall + 4 * 16 * SL;                         // [4 warps][16][SL]  dPᵀ
-  bf16* PTall = reinterpret_cast<bf16*>(dPTall + 4 * 16 * SL);  // [4 warps][16][PL]  Pᵀ
-  bf16* dSTall = PTall + 4 * 16 * PL;                          // [4 warps][16][PL]  dSᵀ
-  float* Ls = reinterpret_cast<float*>(dSTall + 4 * 16 * PL);  // [UQ]
-  float* Ds = Ls + UQ;                                         // [UQ]
+  constexpr bool overlay = TcGeom<D>::overlay;
+  // Pᵀ, dSᵀ [4 warps][16][PL] each: their own regions, or each warp's in its Sᵀ, dPᵀ tiles
+  bf16* PTall = reinterpret_cast<bf16*>(dPTall + 4 * 16 * SL);
+  bf16* dSTall = PTall + 4 * 16 * PL;
+  float* Ls = reinterpret_cast<float*>(overlay ? PTall : dSTall + 4 * 16 * PL);  // [UQ]
+  float* Ds = Ls + UQ;                                                          // [UQ]
   const int kt = blockIdx.x;                                   // tile 0 sees the most queries: it starts first
   const int kvh = blockIdx.y, b = blockIdx.z, group = NH / NKV;
   const int k0 = kt * UK;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   float* STw = STall + warp * 16 * SL;
   float* dPTw = dPTall + warp * 16 * SL;
-  bf16* PTw = PTall + warp * 16 * PL;
-  bf16* dSTw = dSTall + warp * 16 * PL;
+  bf16* PTw = overlay ? reinterpret_cast<bf16*>(STw) : PTall + warp * 16 * PL;
+  bf16* dSTw = overlay ? reinterpret_cast<bf16*>(dPTw) : dSTall + warp * 16 * PL;
   const int r = lane >> 1, c0 = (lane & 1) * 16;  // row work: lane owns key row r, query columns c0..c0+15
   const int row0 = k0 + warp * 16, j = row0 + r;  // the warp's first key, this lane's key
 
@@ -818,14 +836,26 @@ __global__ void __launch_bounds__(kTcThreads)
 
       // Pᵀ = exp(Sᵀ scale - lse[query]), dSᵀ = Pᵀ (dPᵀ - Dvec[query]) scale; zero
       // where masked or the query is padding (j <= i < T also means j < T).
-#pragma unroll 4
-      for (int c = 0; c < 16; ++c) {
-        const int qc = c0 + c, i = q0 + qc;
-        const bool valid = j <= i && i < T;
-        const float p = valid ? expf(STw[r * SL + qc] * scale - Ls[qc]) : 0.0f;
-        const float ds = valid ? p * (dPTw[r * SL + qc] - Ds[qc]) * scale : 0.0f;
-        PTw[r * PL + qc] = from_f32<bf16>(p);
-        dSTw[r * PL + qc] = from_f32<bf16>(ds);
+      // (in registers first: with the overlay, Pᵀ and dSᵀ overwrite tiles other lanes still read)
+      int4 pt_bf16[2], dst_bf16[2];
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        float p8[8], ds8[8];  // fully unrolled: registers, not local memory
+#pragma unroll
+        for (int c = 0; c < 8; ++c) {
+          const int qc = c0 + 8 * half + c, i = q0 + qc;
+          const bool valid = j <= i && i < T;
+          p8[c] = valid ? expf(STw[r * SL + qc] * scale - Ls[qc]) : 0.0f;
+          ds8[c] = valid ? p8[c] * (dPTw[r * SL + qc] - Ds[qc]) * scale : 0.0f;
+        }
+        pt_bf16[half] = pack_bf16x8(p8);
+        dst_bf16[half] = pack_bf16x8(ds8);
+      }
+      if (overlay) __syncwarp();  // every lane has read its Sᵀ and dPᵀ
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        *reinterpret_cast<int4*>(PTw + r * PL + c0 + 8 * half) = pt_bf16[half];
+        *reinterpret_cast<int4*>(dSTw + r * PL + c0 + 8 * half) = dst_bf16[half];
       }
       __syncwarp();
 
@@ -923,6 +953,10 @@ void backward_tc_launch(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf
 static_assert(TcGeom<128>::fwd_smem <= 99 * 1024 && TcGeom<128>::dq_smem <= 99 * 1024 &&
                   TcGeom<128>::dkdv_smem <= 99 * 1024 && Geom<128>::dkdv_smem <= 99 * 1024,
               "attention shared memory exceeds sm_89's 99 KB per block");
+// The point of the backward overlay: at head dim 64 (every shipped model but 7B)
+// two backward blocks fit in an sm_89 SM (100 KB, 1 KB reserved per block).
+static_assert(2 * (TcGeom<64>::dq_smem + 1024) <= 100 * 1024 && 2 * (TcGeom<64>::dkdv_smem + 1024) <= 100 * 1024,
+              "attention backward at D=64 no longer fits two blocks per sm_89 SM");
 
 // Kernel choice: -1 = not decided yet (read GALORE_ATTENTION_SIMT at the first
 // call), 0 = tensor cores, 1 = SIMT fallback.

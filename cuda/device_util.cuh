@@ -58,12 +58,16 @@ __device__ __forceinline__ void load_bf16x8(const bf16* p, float* f) {
     f[2 * k + 1] = v.y;
   }
 }
-__device__ __forceinline__ void store_bf16x8(bf16* p, const float* f) {
+// 8 floats rounded to bf16 (round to nearest even) in one 16-byte register value.
+__device__ __forceinline__ int4 pack_bf16x8(const float* f) {
   int4 raw;
   __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&raw);
 #pragma unroll
   for (int k = 0; k < 4; ++k) h[k] = __floats2bfloat162_rn(f[2 * k], f[2 * k + 1]);
-  *reinterpret_cast<int4*>(p) = raw;
+  return raw;
+}
+__device__ __forceinline__ void store_bf16x8(bf16* p, const float* f) {
+  *reinterpret_cast<int4*>(p) = pack_bf16x8(f);
 }
 
 }  // namespace gt

@@ -209,7 +209,10 @@ else
   STEP_NOTE="shared-memory hazards"
   step racecheck 150 compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 99 \
     --print-limit 20 "$KT" \
-    --gtest_filter='GpuTest.Attention*:GpuTest.Classifier*:GpuTest.Rmsnorm*:GpuTest.SumSquares*'
+    --gtest_filter='GpuTest.Attention*:GpuTest.Classifier*:GpuTest.Rmsnorm*:GpuTest.SumSquares*:GpuTest.Adam8bit*'
+  [ -x "$BUILD/tests/test_optim_kernels" ] && STEP_NOTE="optimizer reductions" &&
+    step racecheck_optim 60 compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 99 \
+      --print-limit 20 "$BUILD/tests/test_optim_kernels" --gtest_filter='OptimKernelsGpu.ClipAndStats*'
   STEP_NOTE="barriers"
   step synccheck 60 compute-sanitizer --tool synccheck --error-exitcode 99 --print-limit 20 "$KT" \
     --gtest_filter='GpuTest.Attention*:GpuTest.Classifier*'

@@ -302,6 +302,7 @@ const AttShape kAttShapes[] = {
     {1, 45, 6, 3, 96},
     {1, 129, 2, 1, 16},  // one row past two 64-tiles
     {1, 256, 2, 1, 128}, // the benchmarks' sequence length, largest head dim
+    {1, 130, 2, 1, 64},  // head dim 64 (backward tiles overlaid) over several tiles and steps
 };
 namespace {
 struct AttPath {
