@@ -10,7 +10,7 @@ n=0
 for fx in tests/fixtures/*/; do
   [ -f "$fx/reference.safetensors" ] || continue
   echo "=== $fx"
-  "$BIN/galore-parity" --device cuda "$fx" || fail "galore-parity --device cuda $fx"
+  "$BIN/galore-parity" --device "$DEVICE" "$fx" || fail "galore-parity --device $DEVICE $fx"
   n=$((n + 1))
 done
 [ "$n" -gt 0 ] || fail "no fixtures found under tests/fixtures"

@@ -8,7 +8,7 @@ bash data_tools/prepare_sample.sh "$BIN" >/dev/null
 common=(--config configs/tiny.json --set optimizer.name=galore_adamw8bit --set optimizer.per_layer_updates=true
   --set training.max_steps=120 --set eval.every=0 --set checkpoint.every=0 --set logging.every=5
   --set logging.progress=plain)
-"$BIN/galore-train" "${common[@]}" --set training.device=cuda --set logging.dir="$TMP/gpu" >"$TMP/gpu.log" 2>&1 ||
+"$BIN/galore-train" "${common[@]}" --set training.device="$DEVICE" --set logging.dir="$TMP/gpu" >"$TMP/gpu.log" 2>&1 ||
   { tail -30 "$TMP/gpu.log"; fail "GPU run failed"; }
 "$BIN/galore-train" "${common[@]}" --set training.device=cpu --set logging.dir="$TMP/cpu" >"$TMP/cpu.log" 2>&1 ||
   { tail -30 "$TMP/cpu.log"; fail "CPU run failed"; }

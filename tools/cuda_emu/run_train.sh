@@ -19,6 +19,11 @@
 # one thread unless OMP_NUM_THREADS / OPENBLAS_NUM_THREADS are set (neither
 # library is instrumented), and the exit status is 66 when TSan reported anything.
 # Usage: tools/cuda_emu/run_train.sh [gtest args, e.g. --gtest_filter=EmuTrain.GaloreAdamw8bit*]
+#        EMU_TOOL=galore-parity tools/cuda_emu/run_train.sh --device cuda tests/fixtures/tiny_llama
+#   EMU_TOOL builds that command-line tool (src/tools/galore_<name>.cpp) on the
+#   same emulated library into $OUT/bin and runs it with the arguments instead of
+#   the tests (from the repository root): the CLI's CUDA paths end to end, for
+#   inputs small enough for the emulator (the parity fixtures, not tiny.json).
 # Not part of CI (minutes per test); a developer tool for sessions without a GPU.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -40,8 +45,14 @@ emu_take_generated
 FLAGS="$EMU_FLAGS $(pkg-config --cflags eigen3 lapacke openblas) -DGALORE_VERSION=\"emu\"
   -DGALORE_SOURCE_DIR=\"$ROOT\""
 HOST=$(ls "$ROOT"/src/{core,config,model,backend,optim,data,train,checkpoint}/*.cpp "$ROOT"/cuda/*_cpu.cpp)
-SRCS="$(ls "$OUT"/*_emu.cpp) $HERE/emu_gemm.cpp $HERE/emu_blas_solver.cpp $HOST $HERE/emu_train_test.cpp
-  $ROOT/tests/gpu/test_optim_kernels.cpp"
+TOOL_SRC=""
+if [ -n "${EMU_TOOL:-}" ]; then
+  name=${EMU_TOOL#galore-}
+  TOOL_SRC=$ROOT/src/tools/galore_${name//-/_}.cpp
+  [ -f "$TOOL_SRC" ] || { echo "EMU_TOOL=$EMU_TOOL: no $TOOL_SRC" >&2; exit 2; }
+fi
+TESTS="$HERE/emu_train_test.cpp $ROOT/tests/gpu/test_optim_kernels.cpp"
+SRCS="$(ls "$OUT"/*_emu.cpp) $HERE/emu_gemm.cpp $HERE/emu_blas_solver.cpp $HOST ${TOOL_SRC:-$TESTS}"
 
 # Objects built with other flags (another SAN) must not be mixed in: obj/ is
 # emptied when FLAGS differ from the ones recorded in ./flags (a folder without
@@ -49,8 +60,15 @@ SRCS="$(ls "$OUT"/*_emu.cpp) $HERE/emu_gemm.cpp $HERE/emu_blas_solver.cpp $HOST 
 [ -f flags ] && [ "$(cat flags)" != "$FLAGS" ] && rm -f obj/*.o obj/*.d
 echo "$FLAGS" > flags
 emu_compile
-g++ $SANFLAGS -fopenmp "${OBJS[@]}" -o emu_train_test -lgtest -lgtest_main -lspdlog -lfmt -lpthread -lz \
-  $(pkg-config --libs sentencepiece lapacke openblas) -llapack -lblas -L/usr/local/cuda/lib64 -lcudart
+LIBS="-lspdlog -lfmt -lpthread -lz $(pkg-config --libs sentencepiece lapacke openblas) -llapack -lblas
+  -L/usr/local/cuda/lib64 -lcudart"
 case ",$SAN," in *,thread,*) export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} ;; esac
+if [ -n "$TOOL_SRC" ]; then
+  mkdir -p bin
+  g++ $SANFLAGS -fopenmp "${OBJS[@]}" -o "bin/$EMU_TOOL" $LIBS
+  cd "$ROOT"
+  exec "$OUT/bin/$EMU_TOOL" "$@"
+fi
+g++ $SANFLAGS -fopenmp "${OBJS[@]}" -o emu_train_test -lgtest -lgtest_main $LIBS
 cd "$ROOT"  # the test reads configs/tiny.json
 exec "$OUT/emu_train_test" "$@"
