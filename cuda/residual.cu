@@ -54,20 +54,21 @@ __global__ void __launch_bounds__(kThreads) sum_squares_partial_kernel(double* p
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
-__global__ void __launch_bounds__(kThreads) sum_squares_final_kernel(double* result, const double* partial) {
+__global__ void __launch_bounds__(kThreads)
+    sum_squares_final_kernel(double* result, const double* partial, bool accumulate) {
   __shared__ double shared[kThreads];
   double acc = 0.0;
   for (int i = threadIdx.x; i < kSumBlocks; i += kThreads) acc += partial[i];
   const double s = block_sum(acc, shared);
-  if (threadIdx.x == 0) *result = s;
+  if (threadIdx.x == 0) *result = accumulate ? *result + s : s;
 }
 
 template <typename T>
-void sum_squares_impl(double* result, const T* t, int64_t n, void* workspace, cudaStream_t stream) {
+void sum_squares_impl(double* result, const T* t, int64_t n, void* workspace, bool accumulate, cudaStream_t stream) {
   double* partial = static_cast<double*>(workspace);  // [kSumBlocks]
   sum_squares_partial_kernel<T><<<kSumBlocks, kThreads, 0, stream>>>(partial, t, n);
   CUDA_CHECK_LAUNCH();
-  sum_squares_final_kernel<<<1, kThreads, 0, stream>>>(result, partial);
+  sum_squares_final_kernel<<<1, kThreads, 0, stream>>>(result, partial, accumulate);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -104,11 +105,13 @@ void scale_cuda(bf16* t, float s, int64_t n, cudaStream_t stream) {
 
 size_t sum_squares_cuda_workspace() { return sizeof(double) * kSumBlocks; }
 
-void sum_squares_cuda(double* result, const float* t, int64_t n, void* workspace, cudaStream_t stream) {
-  sum_squares_impl(result, t, n, workspace, stream);
+void sum_squares_cuda(double* result, const float* t, int64_t n, void* workspace, cudaStream_t stream,
+                      bool accumulate) {
+  sum_squares_impl(result, t, n, workspace, accumulate, stream);
 }
-void sum_squares_cuda(double* result, const bf16* t, int64_t n, void* workspace, cudaStream_t stream) {
-  sum_squares_impl(result, t, n, workspace, stream);
+void sum_squares_cuda(double* result, const bf16* t, int64_t n, void* workspace, cudaStream_t stream,
+                      bool accumulate) {
+  sum_squares_impl(result, t, n, workspace, accumulate, stream);
 }
 
 void convert_f32_to_bf16_cuda(bf16* dst, const float* src, int64_t n, cudaStream_t stream) {

@@ -19,10 +19,13 @@ void residual_add_cuda(__nv_bfloat16* out, const __nv_bfloat16* a, const __nv_bf
 void scale_cuda(float* t, float s, int64_t n, cudaStream_t stream);
 void scale_cuda(__nv_bfloat16* t, float s, int64_t n, cudaStream_t stream);
 // Sum of squares, deterministic (fixed grid, fixed-order reduce), written to
-// *result (a device double). Needs sum_squares_cuda_workspace() bytes.
+// *result (a device double), or added to it (one double add, in stream order)
+// when accumulate. Needs sum_squares_cuda_workspace() bytes.
 size_t sum_squares_cuda_workspace();
-void sum_squares_cuda(double* result, const float* t, int64_t n, void* workspace, cudaStream_t stream);
-void sum_squares_cuda(double* result, const __nv_bfloat16* t, int64_t n, void* workspace, cudaStream_t stream);
+void sum_squares_cuda(double* result, const float* t, int64_t n, void* workspace, cudaStream_t stream,
+                      bool accumulate = false);
+void sum_squares_cuda(double* result, const __nv_bfloat16* t, int64_t n, void* workspace, cudaStream_t stream,
+                      bool accumulate = false);
 // dtype conversions on the device (round to nearest even)
 void convert_f32_to_bf16_cuda(__nv_bfloat16* dst, const float* src, int64_t n, cudaStream_t stream);
 void convert_bf16_to_f32_cuda(float* dst, const __nv_bfloat16* src, int64_t n, cudaStream_t stream);

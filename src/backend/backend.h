@@ -6,6 +6,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -74,6 +75,13 @@ class Backend {
   virtual void residual_add(const Tensor& out, const Tensor& a, const Tensor& b) = 0;
   // sum of squares of a tensor (double on the host; the only sync point, used for norms)
   virtual double sum_squares(const Tensor& t) = 0;
+  // sum_squares(ts[0]) + sum_squares(ts[1]) + ..., added in that order; one sync
+  // on the GPU for all of them (a global gradient norm without one per weight)
+  virtual double sum_squares_total(const std::vector<Tensor>& ts) {
+    double s = 0.0;
+    for (const Tensor& t : ts) s += sum_squares(t);
+    return s;
+  }
   // t *= s
   virtual void scale(const Tensor& t, float s) = 0;
 };

@@ -1,7 +1,7 @@
 // The CUDA backend: bf16 weights and activations, fp32 accumulation, fp32
 // side outputs (rstd, lse, losses). Each op calls the host launcher of its
 // kernel family in cuda/<family>.cu. Everything runs on one stream owned by the
-// backend; ops never synchronize with the host, except sum_squares (it returns
+// backend; ops never synchronize with the host, except sum_squares(_total) (it returns
 // a host double) and the one-time growth of the scratch buffer / RoPE table
 // (see below). upload/download/upload_f32/download_f32 are synchronous.
 //
@@ -283,12 +283,18 @@ class CudaBackend final : public Backend {
   void residual_add(const Tensor& out, const Tensor& a, const Tensor& b) override {
     residual_add_cuda(bf(out, "residual out"), bf(a, "residual a"), bf(b, "residual b"), out.numel(), stream_);
   }
-  double sum_squares(const Tensor& t) override {
+  double sum_squares(const Tensor& t) override { return sum_squares_total({t}); }
+  // Each tensor's sum is added to d_sum_ (from 0) on the device, in order: the
+  // same double additions as the host loop of Backend's default.
+  double sum_squares_total(const std::vector<Tensor>& ts) override {
     void* ws = scratch(sum_squares_cuda_workspace());
-    if (t.dtype == DType::F32)
-      sum_squares_cuda(d_sum_, f32(t, "sum_squares"), t.numel(), ws, stream_);
-    else
-      sum_squares_cuda(d_sum_, bf(t, "sum_squares"), t.numel(), ws, stream_);
+    CUDA_CHECK(cudaMemsetAsync(d_sum_, 0, sizeof(double), stream_));
+    for (const Tensor& t : ts) {
+      if (t.dtype == DType::F32)
+        sum_squares_cuda(d_sum_, f32(t, "sum_squares"), t.numel(), ws, stream_, /*accumulate=*/true);
+      else
+        sum_squares_cuda(d_sum_, bf(t, "sum_squares"), t.numel(), ws, stream_, /*accumulate=*/true);
+    }
     CUDA_CHECK(cudaMemcpyAsync(h_sum_, d_sum_, sizeof(double), cudaMemcpyDeviceToHost, stream_));
     CUDA_CHECK(cudaStreamSynchronize(stream_));  // the one op that syncs: its result is a host value
     return *h_sum_;

@@ -461,6 +461,10 @@ TEST_F(GpuTest, SumSquaresScaleConvert) {
   sum_squares_cuda(d_res.p, d_x.p, n, ws.p, stream);
   sync();
   EXPECT_EQ(d_res.download()[0], res[0]) << "sum_squares is not deterministic";
+  // accumulate: one double add onto the result, in stream order
+  sum_squares_cuda(d_res.p + 1, d_x.p, n, ws.p, stream, /*accumulate=*/true);
+  sync();
+  EXPECT_EQ(d_res.download()[1], res[1] + res[0]) << "accumulate must add exactly the tensor's sum";
 
   scale_cuda(d_x.p, 0.5f, n, stream);
   scale_cuda(d_x32.p, 0.5f, n, stream);
@@ -875,6 +879,12 @@ TEST(GpuBackend, MatchesCpuBackendOpByOp) {
     bp.expect("scale", b, 0.0);
     auto f = bp.rand({3, 7}, 1.0f, 0.0f, DType::F32);
     EXPECT_NEAR(gpu.sum_squares(f.g), cpu.sum_squares(f.c), 1e-9 * cpu.sum_squares(f.c));
+    // the total over several tensors: one sync, the same double additions in order
+    const double sb = gpu.sum_squares(b.g), sf = gpu.sum_squares(f.g), sa = gpu.sum_squares(a.g);
+    EXPECT_EQ(gpu.sum_squares_total({b.g, f.g, a.g}), (sb + sf) + sa);
+    EXPECT_EQ(gpu.sum_squares_total({}), 0.0);
+    const double tc = cpu.sum_squares_total({b.c, f.c});  // (a differs by the GPU's bf16 rounding of the add)
+    EXPECT_NEAR(gpu.sum_squares_total({b.g, f.g}), tc, 1e-6 * tc);
   }
   gpu.synchronize();
 }
