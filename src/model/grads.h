@@ -34,6 +34,7 @@ class FullGradients final : public GradSink {
   // false for the first micro-batch of a step (overwrite), true after.
   void set_accumulate(bool a) { accumulate_ = a; }
   const Tensor& grad(int p) const { return grads_[size_t(p)]; }
+  const std::vector<Tensor>& all() const { return grads_; }  // in parameter order
   size_t bytes() const { return arena_.bytes(); }
 
  private:

@@ -316,9 +316,7 @@ double Trainer::train_step() {
   }
   if (full_grads_) {
     // All-at-once: exact global norm, then one per-weight step each.
-    std::vector<Tensor> grads;
-    for (int p = 0; p < model_->num_params(); ++p) grads.push_back(full_grads_->grad(p));
-    const double norm = std::sqrt(backend_->sum_squares_total(grads));  // one host sync, not one per weight
+    const double norm = std::sqrt(backend_->sum_squares_total(full_grads_->all()));  // one host sync, not one per weight
     if (clip > 0 && !per_tensor && norm > clip) current_.clip_scale = clip / norm;
     current_.micro = 0;
     current_.n_micro = 1;
