@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_number.h"
 #include "core/fs_util.h"
 
 namespace gt {
@@ -117,10 +118,9 @@ std::vector<int32_t> StTensor::to_i32() const {
   const std::vector<double> wide = convert<double>(*this);
   std::vector<int32_t> out(wide.size());
   for (size_t i = 0; i < wide.size(); ++i) {
-    const double v = wide[i];
-    if (!(v >= -2147483648.0 && v <= 2147483647.0) || v != std::floor(v))
-      fail("tensor '{}': element {} ({}) is not a 32-bit integer", name, i, v);
-    out[i] = int32_t(v);
+    if (!integral_value_in(wide[i], INT32_MIN, INT32_MAX))
+      fail("{}: tensor '{}': element {} ({}) is not a 32-bit integer", file, name, i, wide[i]);
+    out[i] = int32_t(wide[i]);
   }
   return out;
 }
@@ -161,6 +161,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
       continue;
     }
     StTensor t;
+    t.file = path;
     t.name = name;
     if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
       fail("{}: tensor '{}' lacks dtype/shape/data_offsets", path, name);
@@ -242,7 +243,7 @@ const StTensor& get_exact(const SafetensorsFile& f, const std::string& name, StD
 int64_t read_count(const SafetensorsFile& f, const std::string& name) {
   const StTensor& t = f.get(name);
   const std::vector<double> v = t.to_f64();
-  if (v.size() != 1 || !(v[0] >= 0) || v[0] >= 0x1p53 || v[0] != std::floor(v[0]))
+  if (v.size() != 1 || !integral_value_in(v[0], 0, 0x1p53 - 1))
     fail("{}: '{}' should hold one step count (a non-negative integer), got {} values{}", f.path(), name, v.size(),
          v.size() == 1 ? fmt::format(" ({})", v[0]) : "");
   return int64_t(v[0]);

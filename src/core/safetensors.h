@@ -18,6 +18,7 @@ const char* st_dtype_name(StDType t);
 size_t st_dtype_size(StDType t);
 
 struct StTensor {
+  std::string file;  // the file it was read from (for errors)
   std::string name;
   StDType dtype;
   std::vector<int64_t> shape;

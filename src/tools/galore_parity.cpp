@@ -75,12 +75,7 @@ int main(int argc, char** argv) {
       auto backend = make_backend(device);
       LlamaModel model(cfg, *backend, B, T);
       load_hf_weights(model, dir);
-      std::vector<int32_t> tokens;
-      try {
-        tokens = tok.to_i32();
-      } catch (const Error& e) {
-        fail("{}: {}", ref.path(), e.what());
-      }
+      const std::vector<int32_t> tokens = tok.to_i32();  // errors name the file
       for (size_t i = 0; i < tokens.size(); ++i)
         if (tokens[i] < 0 || tokens[i] >= cfg.vocab_size)
           fail("{}: tokens[{}] = {} is outside the vocabulary [0, {}) of config.json", ref.path(), i, tokens[i],
