@@ -1,11 +1,12 @@
-# Sourced by run_train.sh and run_projector.sh (needs HERE and ROOT):
+# Sourced by run.sh, run_train.sh and run_projector.sh (needs HERE and ROOT):
 #   emu_take_generated  copies gen.py's gen/*_emu.cpp into the current directory
 #                       where their text changed (keeps the objects up to date);
-#   EMU_FLAGS           the compile flags both share, SANFLAGS from $SAN;
+#   EMU_FLAGS           the compile flags they share, SANFLAGS from $SAN;
 #   emu_compile         the incremental, parallel compile of $SRCS with $FLAGS
 #                       into obj/, at most ${JOBS:-nproc} compilers at once. Sets
 #                       OBJS to the objects, in $SRCS order (sources under ROOT
-#                       get obj/ names from their path).
+#                       get obj/ names from their path). Empties obj/ first when
+#                       $FLAGS differ from the ones recorded in ./flags.
 
 emu_take_generated() {
   local f
@@ -33,6 +34,11 @@ emu_fresh() {
 
 emu_compile() {
   local jobs=${JOBS:-$(nproc)} pids=() s rel o p
+  # Objects built with other flags (another SAN) must not be mixed in: obj/ is
+  # emptied when FLAGS differ from the ones recorded in ./flags (a folder without
+  # that record, from before it existed, is taken as built with these flags).
+  if [ -f flags ] && [ "$(cat flags)" != "$FLAGS" ]; then rm -f obj/*.o obj/*.d; fi
+  echo "$FLAGS" >flags
   OBJS=()
   for s in $SRCS; do
     rel=${s#"$ROOT"/}

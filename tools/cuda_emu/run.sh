@@ -28,34 +28,17 @@ OUT=${OUT:-$ROOT/build-emu}
 SAN=${SAN-address,undefined}
 mkdir -p "$OUT/obj" "$OUT/gen"
 cd "$OUT"
-source "$HERE/emu_build.bash"  # emu_take_generated, emu_fresh, SANFLAGS
+source "$HERE/emu_build.bash"  # emu_take_generated, emu_compile, EMU_FLAGS
 # matmul.cu (cuBLASLt) and projector.cu (cuBLAS + cuSOLVER) cannot run here;
 # the kernel tests need neither (run_train.sh and run_projector.sh run projector.cu).
-rm -f projector_emu.cpp obj/projector_emu.o
+rm -f projector_emu.cpp
 (cd gen && python3 "$HERE/gen.py" $(ls "$ROOT"/cuda/*.cu | grep -v -e '/matmul.cu$' -e '/projector.cu$') \
   "$ROOT/src/backend/cuda_backend.cu" "$ROOT/src/backend/device_plan.cu" >/dev/null)
 emu_take_generated  # only files whose text changed get a new mtime
-FLAGS="-std=c++20 -O1 -g $SANFLAGS -fopenmp -I$HERE -I$ROOT -I$ROOT/src
-  -I/usr/local/cuda/include -DGALORE_WITH_CUDA=1 -DFMT_SHARED -DSPDLOG_COMPILED_LIB -DSPDLOG_FMT_EXTERNAL
-  -DSPDLOG_SHARED_LIB -include $HERE/emu_runtime.h"
-# Objects built with other flags (another SAN) must not be mixed in: obj/ is
-# emptied when FLAGS differ from the ones recorded in ./flags (a folder without
-# that record, from before it existed, is taken as built with these flags).
-[ -f flags ] && [ "$(cat flags)" != "$FLAGS" ] && rm -f obj/*.o obj/*.d
-echo "$FLAGS" > flags
+FLAGS=$EMU_FLAGS
 SRCS="$(ls "$OUT"/*_emu.cpp) $HERE/emu_gemm.cpp $(ls "$ROOT"/cuda/*_cpu.cpp) $ROOT/src/backend/cpu_backend.cpp
   $ROOT/tests/gpu/test_kernels.cpp"
-pids=()
-jobs=${JOBS:-$(nproc)}
-for s in $SRCS; do
-  o=obj/$(basename "$s" .cpp).o
-  if ! emu_fresh "$o" "$s"; then
-    g++ $FLAGS -MMD -c "$s" -o "$o" &
-    pids+=($!)
-    if [ ${#pids[@]} -ge "$jobs" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
-  fi
-done
-for p in "${pids[@]}"; do wait "$p"; done
-g++ $SANFLAGS -fopenmp obj/*.o -o emu_test -lgtest -lgtest_main -lspdlog -lfmt -lpthread \
+emu_compile
+g++ $SANFLAGS -fopenmp "${OBJS[@]}" -o emu_test -lgtest -lgtest_main -lspdlog -lfmt -lpthread \
   -L/usr/local/cuda/lib64 -lcudart
 exec ./emu_test "$@"

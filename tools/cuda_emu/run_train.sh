@@ -54,11 +54,6 @@ fi
 TESTS="$HERE/emu_train_test.cpp $ROOT/tests/gpu/test_optim_kernels.cpp"
 SRCS="$(ls "$OUT"/*_emu.cpp) $HERE/emu_gemm.cpp $HERE/emu_blas_solver.cpp $HOST ${TOOL_SRC:-$TESTS}"
 
-# Objects built with other flags (another SAN) must not be mixed in: obj/ is
-# emptied when FLAGS differ from the ones recorded in ./flags (a folder without
-# that record, from before it existed, is taken as built with these flags).
-[ -f flags ] && [ "$(cat flags)" != "$FLAGS" ] && rm -f obj/*.o obj/*.d
-echo "$FLAGS" > flags
 emu_compile
 LIBS="-lspdlog -lfmt -lpthread -lz $(pkg-config --libs sentencepiece lapacke openblas) -llapack -lblas
   -L/usr/local/cuda/lib64 -lcudart"
