@@ -118,6 +118,43 @@ __device__ __forceinline__ void tile_scores(float* s, const float* A, const floa
   }
 }
 
+// acc[u][x] += sum_j W[8w+u][j] * X[j][lane + 32x], j in order: the warp's 8
+// rows of W (its own rows: a __syncwarp after writing them suffices) times a
+// tile. W [BQ][BK], X [BK][KS]; acc rows are query rows, columns head dims.
+template <int D>
+__device__ __forceinline__ void rows_times_tile(float (&acc)[RPW][Geom<D>::DV], const float* W, const float* X,
+                                                int warp, int lane) {
+  constexpr int KS = Geom<D>::KS, DV = Geom<D>::DV;
+#pragma unroll 2
+  for (int jj = 0; jj < BK; jj += 4) {
+    float xv[4][DV];
+#pragma unroll
+    for (int x = 0; x < 4; ++x)
+#pragma unroll
+      for (int dv = 0; dv < DV; ++dv) {
+        const int d = lane + 32 * dv;
+        xv[x][dv] = d < D ? X[(jj + x) * KS + d] : 0.0f;
+      }
+#pragma unroll
+    for (int u = 0; u < RPW; ++u) {
+      const float4 w4 = ld4(W + (warp * RPW + u) * BK + jj);
+#pragma unroll
+      for (int dv = 0; dv < DV; ++dv)
+        acc[u][dv] += w4.x * xv[0][dv] + w4.y * xv[1][dv] + w4.z * xv[2][dv] + w4.w * xv[3][dv];
+    }
+  }
+}
+
+// dst[lane + 32x] = a[x] * scale for the dims this lane owns (one row of D).
+template <int D>
+__device__ __forceinline__ void store_row(bf16* dst, const float (&a)[Geom<D>::DV], float scale, int lane) {
+#pragma unroll
+  for (int x = 0; x < Geom<D>::DV; ++x) {
+    const int d = lane + 32 * x;
+    if (d < D) dst[d] = from_f32<bf16>(a[x] * scale);
+  }
+}
+
 // ---------------------------------------------------------------- forward
 // out[B,T,NH,D], lse[B,NH,T]; q[B,T,NH,D], k/v[B,T,NKV,D]
 template <int D>
@@ -175,38 +212,14 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncwarp();  // the warp reads back only its own rows of P
 
-    // acc[u][d] += sum_j P[u][j] * V[j][d]
-#pragma unroll 2
-    for (int jj = 0; jj < BK; jj += 4) {
-      float vv[4][DV];
-#pragma unroll
-      for (int x = 0; x < 4; ++x)
-#pragma unroll
-        for (int dv = 0; dv < DV; ++dv) {
-          const int d = lane + 32 * dv;
-          vv[x][dv] = d < D ? Vs[(jj + x) * KS + d] : 0.0f;
-        }
-#pragma unroll
-      for (int u = 0; u < RPW; ++u) {
-        const float4 p4 = ld4(Ps + (warp * RPW + u) * BK + jj);
-#pragma unroll
-        for (int dv = 0; dv < DV; ++dv)
-          acc[u][dv] += p4.x * vv[0][dv] + p4.y * vv[1][dv] + p4.z * vv[2][dv] + p4.w * vv[3][dv];
-      }
-    }
+    rows_times_tile<D>(acc, Ps, Vs, warp, lane);  // acc[u][d] += sum_j P[u][j] * V[j][d]
   }
 
 #pragma unroll
   for (int u = 0; u < RPW; ++u) {
     const int i = q0 + warp * RPW + u;
     if (i >= T) continue;
-    const float inv = 1.0f / l[u];
-    bf16* o = out + ((int64_t(b) * T + i) * NH + h) * D;
-#pragma unroll
-    for (int dv = 0; dv < DV; ++dv) {
-      const int d = lane + 32 * dv;
-      if (d < D) o[d] = from_f32<bf16>(acc[u][dv] * inv);
-    }
+    store_row<D>(out + ((int64_t(b) * T + i) * NH + h) * D, acc[u], 1.0f / l[u], lane);
     if (lane == 0) lse[(int64_t(b) * NH + h) * T + i] = m[u] + logf(l[u]);
   }
 }
@@ -334,14 +347,8 @@ __global__ void __launch_bounds__(kThreads)
     const int j = k0 + warp * RPW + u;
     if (j >= T) continue;
     const int64_t base = ((int64_t(b) * T + j) * NKV + kvh) * D;
-#pragma unroll
-    for (int x = 0; x < DV; ++x) {
-      const int d = lane + 32 * x;
-      if (d < D) {
-        dk[base + d] = from_f32<bf16>(dka[u][x]);
-        dv[base + d] = from_f32<bf16>(dva[u][x]);
-      }
-    }
+    store_row<D>(dk + base, dka[u], 1.0f, lane);
+    store_row<D>(dv + base, dva[u], 1.0f, lane);
   }
 }
 
@@ -393,37 +400,13 @@ __global__ void __launch_bounds__(kThreads)
     for (int u = 0; u < RPW; ++u) dSs[(warp * RPW + u) * BK + lane] = ds[u];
     __syncwarp();  // the warp reads back only its own rows of dS
 
-    // dq[u][d] += sum_j dS[u][j] K[j][d]   (j in order)
-#pragma unroll 2
-    for (int jj = 0; jj < BK; jj += 4) {
-      float kv[4][DV];
-#pragma unroll
-      for (int x = 0; x < 4; ++x)
-#pragma unroll
-        for (int dv = 0; dv < DV; ++dv) {
-          const int d = lane + 32 * dv;
-          kv[x][dv] = d < D ? Ks[(jj + x) * KS + d] : 0.0f;
-        }
-#pragma unroll
-      for (int u = 0; u < RPW; ++u) {
-        const float4 s4 = ld4(dSs + (warp * RPW + u) * BK + jj);
-#pragma unroll
-        for (int dv = 0; dv < DV; ++dv)
-          dqa[u][dv] += s4.x * kv[0][dv] + s4.y * kv[1][dv] + s4.z * kv[2][dv] + s4.w * kv[3][dv];
-      }
-    }
+    rows_times_tile<D>(dqa, dSs, Ks, warp, lane);  // dq[u][d] += sum_j dS[u][j] K[j][d]
   }
 
 #pragma unroll
   for (int u = 0; u < RPW; ++u) {
     const int i = q0 + warp * RPW + u;
-    if (i >= T) continue;
-    bf16* o = dq + ((int64_t(b) * T + i) * NH + h) * D;
-#pragma unroll
-    for (int dv = 0; dv < DV; ++dv) {
-      const int d = lane + 32 * dv;
-      if (d < D) o[d] = from_f32<bf16>(dqa[u][dv]);
-    }
+    if (i < T) store_row<D>(dq + ((int64_t(b) * T + i) * NH + h) * D, dqa[u], 1.0f, lane);
   }
 }
 

@@ -13,6 +13,7 @@
 // shape gives bit-identical results on the same GPU and library version.
 #include "cuda/cuda_check.h"  // first: see the note there
 
+#include <cstdio>
 #include <cstring>
 #include <unordered_map>
 
@@ -66,23 +67,30 @@ struct CudaGemm::Impl {
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
   std::unordered_map<GemmKey, GemmPlan, GemmKeyHash> plans;
+  bool lt_enabled = true;
 
   ~Impl() {
+    clear_plans();
+    if (workspace) cudaFree(workspace);
+    if (blas) cublasDestroy(blas);
+    if (lt) cublasLtDestroy(lt);
+  }
+
+  void clear_plans() {
     for (auto& [key, p] : plans) {
       if (p.op) cublasLtMatmulDescDestroy(p.op);
       if (p.a) cublasLtMatrixLayoutDestroy(p.a);
       if (p.b) cublasLtMatrixLayoutDestroy(p.b);
       if (p.d) cublasLtMatrixLayoutDestroy(p.d);
     }
-    if (workspace) cudaFree(workspace);
-    if (blas) cublasDestroy(blas);
-    if (lt) cublasLtDestroy(lt);
+    plans.clear();
   }
 
-  const GemmPlan& plan(const GemmKey& key) {
+  GemmPlan& plan(const GemmKey& key) {
     auto it = plans.find(key);
     if (it != plans.end()) return it->second;
     GemmPlan p;
+    if (!lt_enabled) return plans.emplace(key, p).first->second;  // cublasGemmEx for every shape
     const cudaDataType_t dt = key.d_f32 ? CUDA_R_32F : CUDA_R_16BF;
     CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     const cublasOperation_t opa = key.ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = key.tb ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -140,6 +148,11 @@ CudaGemm::CudaGemm(cudaStream_t stream, size_t workspace_bytes) : impl_(std::mak
 CudaGemm::~CudaGemm() = default;
 
 cudaStream_t CudaGemm::stream() const { return impl_->stream; }
+void CudaGemm::set_cublaslt(bool enabled) {
+  if (enabled == impl_->lt_enabled) return;
+  impl_->lt_enabled = enabled;
+  impl_->clear_plans();  // they were made for the other path
+}
 void* CudaGemm::workspace() const { return impl_->workspace; }
 size_t CudaGemm::workspace_bytes() const { return impl_->workspace_bytes; }
 
@@ -151,15 +164,23 @@ void CudaGemm::gemm(bool trans_a, bool trans_b, int m, int n, int k, const bf16*
   key.m = m, key.n = n, key.k = k, key.lda = lda, key.ldb = ldb, key.ldd = ldd;
   key.ta = trans_a, key.tb = trans_b, key.d_f32 = d_f32;
   key.align_a = pointer_alignment(A), key.align_b = pointer_alignment(B), key.align_d = pointer_alignment(D);
-  const GemmPlan& p = impl_->plan(key);
+  GemmPlan& p = impl_->plan(key);
   if (p.use_lt) {
-    CUBLAS_CHECK(cublasLtMatmul(impl_->lt, p.op, &alpha, A, p.a, B, p.b, &beta, D, p.d, D, p.d, &p.algo,
-                                impl_->workspace, impl_->workspace_bytes, impl_->stream));
-  } else {
-    CUBLAS_CHECK(cublasGemmEx(impl_->blas, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, m,
-                              n, k, &alpha, A, CUDA_R_16BF, lda, B, CUDA_R_16BF, ldb, &beta, D,
-                              d_f32 ? CUDA_R_32F : CUDA_R_16BF, ldd, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    const cublasStatus_t st = cublasLtMatmul(impl_->lt, p.op, &alpha, A, p.a, B, p.b, &beta, D, p.d, D, p.d, &p.algo,
+                                             impl_->workspace, impl_->workspace_bytes, impl_->stream);
+    if (st != CUBLAS_STATUS_NOT_SUPPORTED) {
+      CUBLAS_CHECK(st);
+      return;
+    }
+    // The algorithm the heuristic offered refused this call: the shape goes
+    // through cublasGemmEx from now on (a fixed choice, so still deterministic).
+    p.use_lt = false;
+    std::fprintf(stderr, "warning: cuBLASLt refused the %dx%dx%d GEMM its heuristic chose; using cublasGemmEx\n", m,
+                 n, k);
   }
+  CUBLAS_CHECK(cublasGemmEx(impl_->blas, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, m, n,
+                            k, &alpha, A, CUDA_R_16BF, lda, B, CUDA_R_16BF, ldb, &beta, D,
+                            d_f32 ? CUDA_R_32F : CUDA_R_16BF, ldd, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 void matmul_forward_cuda(CudaGemm& g, bf16* out, const bf16* inp, const bf16* weight, int N, int C, int OC) {

@@ -20,7 +20,7 @@ void matmul_backward_cpu(float* dinp, float* dweight, const float* dout, const f
 namespace gt {
 // ---- CUDA (cuda/matmul.cu): cuBLASLt GEMMs, bf16 inputs, fp32 compute ----
 // Owns the cuBLASLt handle (plus a cuBLAS handle for the rare shape Lt has no
-// algorithm for), a 32 MiB workspace and a per-shape algorithm cache. All work
+// algorithm for or refuses), a 32 MiB workspace and a per-shape algorithm cache. All work
 // goes on the stream given at construction. Not thread-safe.
 class CudaGemm {
  public:
@@ -32,6 +32,10 @@ class CudaGemm {
   // A, B bf16; D bf16 (d_f32 false) or fp32 (d_f32 true). beta == 0 never reads D.
   void gemm(bool trans_a, bool trans_b, int m, int n, int k, const __nv_bfloat16* A, int lda,
             const __nv_bfloat16* B, int ldb, void* D, bool d_f32, int ldd, float alpha, float beta);
+  // false sends every GEMM through cublasGemmEx, the path taken for a shape
+  // cuBLASLt has no algorithm for (or refuses at run time); tests use it to
+  // check that path. Default true.
+  void set_cublaslt(bool enabled);
   cudaStream_t stream() const;
   // Its cuBLAS(Lt) workspace: other cuBLAS handles on the same stream may share
   // it (calls on one stream never overlap), e.g. the projector refresh's.

@@ -182,10 +182,14 @@ struct MatShape {
 };
 const MatShape kMatShapes[] = {{37, 67, 45}, {64, 128, 96}, {1, 64, 33}, {130, 72, 8}};
 
+// Both GEMM paths: cuBLASLt (the default) and cublasGemmEx (shapes Lt has no
+// algorithm for, or refuses).
 TEST_F(GpuTest, MatmulForward) {
   CudaGemm g(stream);
+  for (bool lt : {true, false})
   for (const auto& s : kMatShapes) {
-    SCOPED_TRACE(tag("N C OC", {s.N, s.C, s.OC}));
+    g.set_cublaslt(lt);
+    SCOPED_TRACE(tag("N C OC cublaslt", {s.N, s.C, s.OC, lt}));
     const auto inp = randn_bf16(size_t(s.N) * s.C);
     const auto w = randn_bf16(size_t(s.OC) * s.C, 0.1f);
     std::vector<float> ref(size_t(s.N) * s.OC);
@@ -200,10 +204,12 @@ TEST_F(GpuTest, MatmulForward) {
 
 TEST_F(GpuTest, MatmulBackwardDeterministic) {
   CudaGemm g(stream);
+  for (bool lt : {true, false})
   for (const auto& s : kMatShapes) {
+    g.set_cublaslt(lt);
     for (bool acc : {false, true}) {
       for (bool f32_grad : {true, false}) {
-        SCOPED_TRACE(tag("N C OC accumulate f32_grad", {s.N, s.C, s.OC, acc, f32_grad}));
+        SCOPED_TRACE(tag("N C OC accumulate f32_grad cublaslt", {s.N, s.C, s.OC, acc, f32_grad, lt}));
         const auto inp = randn_bf16(size_t(s.N) * s.C);
         const auto w = randn_bf16(size_t(s.OC) * s.C, 0.1f);
         const auto dout = randn_bf16(size_t(s.N) * s.OC);

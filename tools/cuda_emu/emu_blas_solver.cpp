@@ -23,6 +23,7 @@
 // from LAPACK's Vᵀ); singular vector signs may differ from cuSOLVER's.
 // Everything is synchronous; streams are recorded and ignored.
 #include "emu_blas_solver.h"
+#include "emu_blas_check.h"
 
 #include <cublas_v2.h>
 #include <cusolverDn.h>
@@ -59,14 +60,6 @@ void sgesvd_(const char*, const char*, const int*, const int*, float*, const int
              float*, const int*, float*, const int*, int*, size_t, size_t);
 }
 
-struct cublasContext {
-  uint32_t magic = 0xB1A5;
-  cudaStream_t stream = nullptr;
-  cublasPointerMode_t pointer_mode = CUBLAS_POINTER_MODE_HOST;
-  cublasMath_t math = CUBLAS_DEFAULT_MATH;
-  void* workspace = nullptr;
-  size_t workspace_bytes = 0;
-};
 struct cusolverDnContext {
   uint32_t magic = 0x5017;
   cudaStream_t stream = nullptr;
@@ -75,7 +68,7 @@ struct gesvdjInfo {
   uint32_t magic = 0x57D1;
 };
 
-namespace {
+namespace emu {
 
 [[noreturn]] void die(const char* call, const char* fmt, ...) {
   std::fprintf(stderr, "emu %s: ", call);
@@ -110,36 +103,16 @@ std::vector<Region> regions;
 #endif
 #endif
 
-template <typename T>
-void dev(const char* call, const char* name, const T* p, size_t elems) {
-  if (!elems) return;
+void dev_bytes(const char* call, const char* name, const void* p, size_t bytes) {
+  if (!bytes) return;
   if (!p) die(call, "%s is null", name);
-  const size_t bytes = elems * sizeof(T);
-  if (!emu_is_device(p, bytes))
-    die(call, "%s (%p, %zu bytes) is not inside one device allocation", name, static_cast<const void*>(p), bytes);
+  if (!emu_is_device(p, bytes)) die(call, "%s (%p, %zu bytes) is not inside one device allocation", name, p, bytes);
   const uintptr_t a = reinterpret_cast<uintptr_t>(p);
   std::lock_guard<std::mutex> l(regions_mu);
   for (const Region& r : regions)
     if (a >= r.start && a < r.start + r.padded && a + bytes > r.start + r.bytes)
       die(call, "%s (%zu bytes at offset %zu of workspace region '%s') runs past the region's %zu planned bytes", name,
           bytes, size_t(a - r.start), r.name.c_str(), r.bytes);
-}
-template <typename T, typename U>
-void no_overlap(const char* call, const char* out, const T* o, size_t no, const char* in, const U* i, size_t ni) {
-  if (!no || !ni) return;
-  const uintptr_t a0 = reinterpret_cast<uintptr_t>(o), a1 = a0 + no * sizeof(T);
-  const uintptr_t b0 = reinterpret_cast<uintptr_t>(i), b1 = b0 + ni * sizeof(U);
-  if (a0 < b1 && b0 < a1) die(call, "output %s overlaps input %s (in-place use is undefined)", out, in);
-}
-template <typename T>
-T scalar(const char* call, const cublasContext* h, const T* p, const char* name) {
-  if (!p) die(call, "%s is null", name);
-  if (h->pointer_mode == CUBLAS_POINTER_MODE_HOST) {
-    if (emu_is_device(p, sizeof(T))) die(call, "%s is device memory but the pointer mode is HOST", name);
-  } else if (!emu_is_device(p, sizeof(T))) {
-    die(call, "%s is host memory but the pointer mode is DEVICE", name);
-  }
-  return *p;
 }
 const cublasContext* blas(const char* call, cublasHandle_t h) {
   if (!h || h->magic != 0xB1A5) die(call, "invalid cuBLAS handle %p", static_cast<void*>(h));
@@ -226,7 +199,8 @@ void trsm_check(const char* call, const cublasContext* h, cublasSideMode_t side,
   no_overlap(call, "B", B, nb, "A", A, na);
 }
 
-}  // namespace
+}  // namespace emu
+using namespace emu;
 
 void emu_region_clear() {
   std::lock_guard<std::mutex> l(regions_mu);
@@ -254,19 +228,17 @@ const char* cublasGetStatusString(cublasStatus_t s) {
     case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
     case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
     case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
     default: return "CUBLAS_STATUS_<other> (emulator)";
   }
 }
 
 cublasStatus_t cublasCreate_v2(cublasHandle_t* h) {
-  if (!h) die("cublasCreate", "handle pointer is null");
-  *h = new cublasContext;
+  make<cublasContext>("cublasCreate", h);
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasDestroy_v2(cublasHandle_t h) {
-  blas("cublasDestroy", h);
-  h->magic = 0;
-  delete h;
+  retire(const_cast<cublasContext*>(blas("cublasDestroy", h)));
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasSetStream_v2(cublasHandle_t h, cudaStream_t s) {
@@ -371,14 +343,12 @@ cublasStatus_t cublasDtrsm_v2(cublasHandle_t handle, cublasSideMode_t side, cubl
 // ---------------------------------------------------------------- cuSOLVER
 
 cusolverStatus_t cusolverDnCreate(cusolverDnHandle_t* h) {
-  if (!h) die("cusolverDnCreate", "handle pointer is null");
-  *h = new cusolverDnContext;
+  make<cusolverDnContext>("cusolverDnCreate", h);
   return CUSOLVER_STATUS_SUCCESS;
 }
 cusolverStatus_t cusolverDnDestroy(cusolverDnHandle_t h) {
   solver("cusolverDnDestroy", h);
-  h->magic = 0;
-  delete h;
+  retire(h);
   return CUSOLVER_STATUS_SUCCESS;
 }
 cusolverStatus_t cusolverDnSetStream(cusolverDnHandle_t h, cudaStream_t s) {
@@ -387,14 +357,12 @@ cusolverStatus_t cusolverDnSetStream(cusolverDnHandle_t h, cudaStream_t s) {
   return CUSOLVER_STATUS_SUCCESS;
 }
 cusolverStatus_t cusolverDnCreateGesvdjInfo(gesvdjInfo_t* info) {
-  if (!info) die("cusolverDnCreateGesvdjInfo", "pointer is null");
-  *info = new gesvdjInfo;
+  make<gesvdjInfo>("cusolverDnCreateGesvdjInfo", info);
   return CUSOLVER_STATUS_SUCCESS;
 }
 cusolverStatus_t cusolverDnDestroyGesvdjInfo(gesvdjInfo_t info) {
   if (!info || info->magic != 0x57D1) die("cusolverDnDestroyGesvdjInfo", "invalid gesvdjInfo_t");
-  info->magic = 0;
-  delete info;
+  retire(info);
   return CUSOLVER_STATUS_SUCCESS;
 }
 

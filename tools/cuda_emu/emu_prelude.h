@@ -47,6 +47,12 @@ inline std::atomic<long> emu_launches{0};
 #define blockIdx (emu.bid)
 #define blockDim (emu.bdim)
 #define gridDim (emu.gdim)
+// cuda_runtime.h (emu_runtime.h) defined these for nvcc: replace them.
+#undef __global__
+#undef __device__
+#undef __forceinline__
+#undef __launch_bounds__
+#undef __shared__
 #define __global__
 #define __device__
 #define __forceinline__ inline

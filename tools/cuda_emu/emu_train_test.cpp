@@ -1,6 +1,6 @@
 // The GPU training path end to end on the CUDA emulator (tools/cuda_emu/run_train.sh):
 // Trainer with training.device=cuda (CudaBackend, bf16 weights/activations,
-// BackendAdamW over CudaOptimKernels, emulated kernels, emu_gemm for cuBLASLt,
+// BackendAdamW over CudaOptimKernels, emulated kernels, matmul.cu on emu_cublaslt,
 // projector.cu on emu_blas_solver's host BLAS/LAPACK) against the same Trainer on
 // the CPU backend (fp32), on a micro LLaMA with synthetic tokens (the same
 // seeded tokens on both; init_random gives the same fp32 init, rounded to

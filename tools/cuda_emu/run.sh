@@ -2,8 +2,8 @@
 # Runs the CUDA kernel tests (tests/gpu/test_kernels.cpp) on the CPU, with no
 # GPU: each cuda/*.cu is rewritten by gen.py so that a kernel launch runs
 # every block and thread of the grid as host threads (emu_prelude.h provides
-# threadIdx/blockIdx, __syncthreads as a barrier, warp shuffles; emu_gemm.cpp
-# stands in for cuBLASLt). Built with AddressSanitizer + UBSan by default.
+# threadIdx/blockIdx, __syncthreads as a barrier, warp shuffles; the real
+# matmul.cu runs on emu_cublaslt.cpp's cuBLASLt and cublasGemmEx). Built with AddressSanitizer + UBSan by default.
 # It checks kernel logic, indexing and synchronization; it cannot check speed,
 # cuBLASLt algorithm choice, alignment faults or real shared-memory limits:
 # scripts/gpu_check.sh on a real GPU does that. Slow: minutes per test.
@@ -29,16 +29,15 @@ SAN=${SAN-address,undefined}
 mkdir -p "$OUT/obj" "$OUT/gen"
 cd "$OUT"
 source "$HERE/emu_build.bash"  # emu_take_generated, emu_compile, EMU_FLAGS
-# matmul.cu (cuBLASLt) and projector.cu (cuBLAS + cuSOLVER) cannot run here;
-# the kernel tests need neither (run_train.sh and run_projector.sh run projector.cu).
+# The kernel tests do not need projector.cu (run_train.sh and run_projector.sh run it).
 rm -f projector_emu.cpp
-(cd gen && python3 "$HERE/gen.py" $(ls "$ROOT"/cuda/*.cu | grep -v -e '/matmul.cu$' -e '/projector.cu$') \
+(cd gen && python3 "$HERE/gen.py" $(ls "$ROOT"/cuda/*.cu | grep -v -e '/projector.cu$') \
   "$ROOT/src/backend/cuda_backend.cu" "$ROOT/src/backend/device_plan.cu" >/dev/null)
 emu_take_generated  # only files whose text changed get a new mtime
 FLAGS=$EMU_FLAGS
-SRCS="$(ls "$OUT"/*_emu.cpp) $HERE/emu_gemm.cpp $(ls "$ROOT"/cuda/*_cpu.cpp) $ROOT/src/backend/cpu_backend.cpp
+SRCS="$(ls "$OUT"/*_emu.cpp) $HERE/emu_cublaslt.cpp $HERE/emu_blas_solver.cpp $(ls "$ROOT"/cuda/*_cpu.cpp) $ROOT/src/backend/cpu_backend.cpp
   $ROOT/tests/gpu/test_kernels.cpp"
 emu_compile
 g++ $SANFLAGS -fopenmp "${OBJS[@]}" -o emu_test -lgtest -lgtest_main -lspdlog -lfmt -lpthread \
-  -L/usr/local/cuda/lib64 -lcudart
+  -llapack -lblas -L/usr/local/cuda/lib64 -lcudart
 exec ./emu_test "$@"

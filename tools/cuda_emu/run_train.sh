@@ -3,7 +3,7 @@
 # model: Trainer -> LlamaModel on CudaBackend (src/backend/cuda_backend.cu and
 # the cuda/*.cu kernels, rewritten by gen.py) -> BackendAdamW ->
 # CudaOptimKernels (src/backend/cuda_optim_kernels.cu, cuda/galore_adam8bit.cu),
-# with emu_gemm.cpp for cuBLASLt and emu_blas_solver.cpp (host BLAS/LAPACK) for
+# with emu_cublaslt.cpp for cuBLASLt (the real cuda/matmul.cu) and emu_blas_solver.cpp (host BLAS/LAPACK) for
 # the projector refresh's cuBLAS/cuSOLVER calls (the real cuda/projector.cu). The test driver is emu_train_test.cpp:
 # a micro LLaMA trained a few steps on synthetic tokens on the emulated GPU and
 # on the CPU backend, compared step by step (see its header).
@@ -34,10 +34,10 @@ mkdir -p "$OUT/obj" "$OUT/gen"
 cd "$OUT"
 source "$HERE/emu_build.bash"
 
-# The kernels and the CUDA host code, rewritten for the emulator. matmul.cu
-# (cuBLASLt) is replaced by emu_gemm.cpp; projector.cu's cuBLAS/cuSOLVER calls
-# go to emu_blas_solver.cpp.
-CU=$(ls "$ROOT"/cuda/*.cu | grep -v -e '/matmul.cu$')
+# The kernels and the CUDA host code, rewritten for the emulator. matmul.cu's
+# cuBLASLt calls go to emu_cublaslt.cpp, projector.cu's cuBLAS/cuSOLVER calls
+# to emu_blas_solver.cpp.
+CU=$(ls "$ROOT"/cuda/*.cu)
 CU="$CU $ROOT/src/backend/cuda_backend.cu $ROOT/src/backend/cuda_optim_kernels.cu $ROOT/src/backend/device_plan.cu"
 (cd gen && python3 "$HERE/gen.py" $CU >/dev/null)
 emu_take_generated
@@ -51,8 +51,8 @@ if [ -n "${EMU_TOOL:-}" ]; then
   TOOL_SRC=$ROOT/src/tools/galore_${name//-/_}.cpp
   [ -f "$TOOL_SRC" ] || { echo "EMU_TOOL=$EMU_TOOL: no $TOOL_SRC" >&2; exit 2; }
 fi
-TESTS="$HERE/emu_train_test.cpp $ROOT/tests/gpu/test_optim_kernels.cpp"
-SRCS="$(ls "$OUT"/*_emu.cpp) $HERE/emu_gemm.cpp $HERE/emu_blas_solver.cpp $HOST ${TOOL_SRC:-$TESTS}"
+TESTS="$HERE/emu_train_test.cpp $ROOT/tests/gpu/test_optim_kernels.cpp $ROOT/tests/gpu/test_model_cuda.cpp"
+SRCS="$(ls "$OUT"/*_emu.cpp) $HERE/emu_cublaslt.cpp $HERE/emu_blas_solver.cpp $HOST ${TOOL_SRC:-$TESTS}"
 
 emu_compile
 LIBS="-lspdlog -lfmt -lpthread -lz $(pkg-config --libs sentencepiece lapacke openblas) -llapack -lblas
