@@ -259,6 +259,22 @@ TEST(EmuTrain, GaloreAdamw8bitReproject) {
            "optimizer.galore.moments_on_refresh=reproject"});
 }
 
+// The 7B recipe's settings (configs/llama7b.json): galore_adamw8bit per-layer
+// with training.recompute (one set of layer buffers refilled in backward); the
+// memory check covers recompute's activation plan.
+TEST(EmuTrain, GaloreAdamw8bitPerLayerRecompute) {
+  compare("galore_adamw8bit per-layer recompute",
+          {"optimizer.name=galore_adamw8bit", "optimizer.per_layer_updates=true", "training.recompute=true"});
+}
+
+// optimizer.stochastic_rounding: the bf16 weight writes round stochastically
+// on the GPU (the CPU's fp32 weights are unaffected): the GPU run must still
+// track the CPU one within the same tolerances.
+TEST(EmuTrain, GaloreAdamw8bitStochasticRounding) {
+  compare("galore_adamw8bit per-layer stochastic rounding",
+          {"optimizer.name=galore_adamw8bit", "optimizer.per_layer_updates=true", "optimizer.stochastic_rounding=true"});
+}
+
 // Full-rank 8-bit Adam, per-layer: the MLP matrices (8192 elements) have 8-bit
 // states, the attention matrices (4096) too, embedding and lm_head ([32, 64])
 // fp32. The vocabulary is 32, not 64, on purpose: with 8-bit states on an
