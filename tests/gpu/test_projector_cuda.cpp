@@ -21,41 +21,16 @@
 #include "core/rng.h"
 #include "cuda/projector.h"
 #include "optim/projector.h"
+#include "tests/projector_test_util.h"
 
 using namespace gt;
 using namespace gt::test;
 
 namespace {
 
-using RMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-// G [m, n] row-major = U diag(decay^i) Vᵀ (+ noise), rounded to bf16.
-std::vector<float> synthetic(int64_t m, int64_t n, double decay, uint64_t seed, int64_t rank = -1) {
-  const int64_t k = rank > 0 ? rank : std::min(m, n);
-  Rng rng(seed);
-  Eigen::MatrixXd U(m, k), V(n, k);
-  for (int64_t j = 0; j < k; ++j) {
-    for (int64_t i = 0; i < m; ++i) U(i, j) = rng.normal();
-    for (int64_t i = 0; i < n; ++i) V(i, j) = rng.normal();
-  }
-  U = Eigen::HouseholderQR<Eigen::MatrixXd>(U).householderQ() * Eigen::MatrixXd::Identity(m, k);
-  V = Eigen::HouseholderQR<Eigen::MatrixXd>(V).householderQ() * Eigen::MatrixXd::Identity(n, k);
-  Eigen::VectorXd s(k);
-  for (int64_t i = 0; i < k; ++i) s(i) = std::pow(decay, double(i));
-  const RMat G = (U * s.asDiagonal() * V.transpose()).cast<float>();
-  return round_bf16(std::vector<float>(G.data(), G.data() + m * n));
-}
-
-std::vector<float> transpose(const std::vector<float>& b, int64_t r, int64_t n) {  // [r, n] -> [n, r]
-  std::vector<float> t(size_t(r * n));
-  for (int64_t i = 0; i < r; ++i)
-    for (int64_t j = 0; j < n; ++j) t[size_t(j * r + i)] = b[size_t(i * n + j)];
-  return t;
-}
-
-double orthonormality_error(const std::vector<float>& p, int64_t d, int64_t r) {  // p [d, r]
-  Eigen::Map<const RMat> P(p.data(), d, r);
-  return (P.transpose() * P - Eigen::MatrixXf::Identity(r, r)).cwiseAbs().maxCoeff();
+// G [m, n] row-major = U diag(decay^i) Vᵀ over `rank` singular values, rounded to bf16.
+std::vector<float> synthetic_bf16(int64_t m, int64_t n, double decay, uint64_t seed, int64_t rank = -1) {
+  return round_bf16(synthetic(m, n, decay, seed, 0.0, rank));
 }
 
 // min over the first `cols` columns j of P1[:, j]·P2[:, j], P1, P2 [d, r]
@@ -157,7 +132,7 @@ GaloreConfig randomized_cfg(int p = 8, int q = 1) {
 TEST_F(ProjectorCuda, ColdMatchesCpu) {
   // Odd sizes; decay 0.7: distinct, well separated singular values.
   const int64_t m = 203, n = 121, r = 8;
-  const auto G = synthetic(m, n, 0.7, 1);
+  const auto G = synthetic_bf16(m, n, 0.7, 1);
   for (int q : {0, 1, 2})
     for (const char* type : {"left", "right", "full"}) {
       const GaloreConfig cfg = randomized_cfg(8, q);
@@ -175,7 +150,7 @@ TEST_F(ProjectorCuda, WideOtherSideGoesThroughPanels) {
   for (const char* type : {"left", "right"}) {
     const bool left = std::string(type) == "left";
     const int64_t m = left ? d : e, n = left ? e : d;
-    auto G = synthetic(m, n, 0.7, 11);
+    auto G = synthetic_bf16(m, n, 0.7, 11);
     G[size_t(left ? (m - 1) * n + n - 2 : (m - 2) * n + 3)] = std::numeric_limits<float>::infinity();
     const GaloreConfig cfg = randomized_cfg(8, 1);
     const ProjGeom geo = make_proj_geom(type, m, n, int(r));
@@ -190,10 +165,10 @@ TEST_F(ProjectorCuda, WideOtherSideGoesThroughPanels) {
 
 TEST_F(ProjectorCuda, WarmMatchesCpu) {
   const int64_t m = 150, n = 260, r = 16;
-  const auto G_prev = synthetic(m, n, 0.85, 2);
+  const auto G_prev = synthetic_bf16(m, n, 0.85, 2);
   auto G = G_prev;
   {
-    const auto noise = synthetic(m, n, 0.85, 3);
+    const auto noise = synthetic_bf16(m, n, 0.85, 3);
     for (size_t i = 0; i < G.size(); ++i) G[i] = round_bf16(G[i] + 0.05f * noise[i]);
   }
   for (int q : {1, 2})
@@ -222,7 +197,7 @@ TEST_F(ProjectorCuda, RankDeficientGradient) {
   // rank(G) = 6 < r = 24: every basis is orthonormal, spans G's range, and GPU
   // agrees with CPU on that range (the rest of the basis is arbitrary).
   const int64_t m = 96, n = 130, r = 24, rank = 6;
-  const auto G = synthetic(m, n, 0.7, 4, rank);
+  const auto G = synthetic_bf16(m, n, 0.7, 4, rank);
   const std::vector<float> Z(G.size(), 0.0f);
   for (const std::vector<float>* g : {&G, &Z})
     for (const char* type : {"left", "right", "full"}) {
@@ -240,12 +215,7 @@ TEST_F(ProjectorCuda, RankDeficientGradient) {
           EXPECT_LT(orthonormality_error(transpose(p->B, r, n), n, r), 1e-2) << type;
         }
         if (g == &G) {  // all of G's energy is kept (up to bf16 projectors)
-          std::vector<float> R(size_t(geo.numel()));
-          galore_project(geo, p->A.data(), p->B.data(), G.data(), R.data());
-          double e = 0, e0 = 0;
-          for (float x : R) e += double(x) * x;
-          for (float x : G) e0 += double(x) * x;
-          EXPECT_NEAR(e, e0, 2e-2 * e0) << type;
+          EXPECT_NEAR(energy_kept(geo, p->A.data(), p->B.data(), G), 1.0, 2e-2) << type;
         }
       }
     }
@@ -253,7 +223,7 @@ TEST_F(ProjectorCuda, RankDeficientGradient) {
 
 TEST_F(ProjectorCuda, NonFiniteGradientElementsAreZeroed) {
   const int64_t m = 70, n = 90, r = 6;
-  auto G = synthetic(m, n, 0.6, 10);
+  auto G = synthetic_bf16(m, n, 0.6, 10);
   auto Gz = G;
   G[5] = NAN;
   G[77] = INFINITY;
@@ -267,7 +237,7 @@ TEST_F(ProjectorCuda, ExactSvdOption) {
   // cuSOLVER gesvdj vs LAPACK sgesdd: same singular vectors up to sign (the
   // GPU makes the largest entry positive; LAPACK keeps its own convention).
   const int64_t m = 120, n = 75, r = 10;
-  const auto G = synthetic(m, n, 0.75, 11);
+  const auto G = synthetic_bf16(m, n, 0.75, 11);
   GaloreConfig cfg;
   cfg.projector = "svd";
   for (const char* type : {"left", "right", "full"}) {
@@ -279,7 +249,7 @@ TEST_F(ProjectorCuda, ExactSvdOption) {
 
 TEST_F(ProjectorCuda, ReprojectMatchesCpu) {
   const int64_t m = 64, n = 96, r = 12;
-  const auto G1 = synthetic(m, n, 0.8, 12), G2 = synthetic(m, n, 0.8, 13);
+  const auto G1 = synthetic_bf16(m, n, 0.8, 12), G2 = synthetic_bf16(m, n, 0.8, 13);
   for (const char* type : {"left", "right", "full"}) {
     const GaloreConfig cfg = randomized_cfg();
     const ProjGeom geo = make_proj_geom(type, m, n, int(r));
@@ -311,7 +281,7 @@ TEST_F(ProjectorCuda, ReprojectMatchesCpu) {
 
 TEST_F(ProjectorCuda, RunsAreBitIdentical) {
   const int64_t m = 180, n = 140, r = 12;
-  const auto G = synthetic(m, n, 0.8, 14);
+  const auto G = synthetic_bf16(m, n, 0.8, 14);
   for (const char* type : {"left", "right", "full"}) {
     const GaloreConfig cfg = randomized_cfg();
     const ProjGeom geo = make_proj_geom(type, m, n, int(r));

@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "cuda/projector.h"
 #include "optim/projector.h"
+#include "tests/projector_test_util.h"
 
 using namespace gt;
 using namespace gt::test;
@@ -29,14 +30,6 @@ std::vector<float> gradient(int64_t m, int64_t n, uint64_t seed) {  // decaying 
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) g[size_t(i * n + j)] = N(rng) * std::pow(0.8f, float(std::min(i, j)));
   return round_bf16(g);
-}
-std::vector<float> col_major(const std::vector<float>& p, int64_t rows, int64_t cols, bool transposed) {
-  // p [rows, cols] row-major -> [rows, cols] row-major (as is) or its transpose
-  if (!transposed) return p;
-  std::vector<float> t(p.size());
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < cols; ++j) t[size_t(j * rows + i)] = p[size_t(i * cols + j)];
-  return t;
 }
 void compare_basis(const std::string& what, const std::vector<float>& gpu, const std::vector<float>& cpu, int64_t d,
                    int64_t r) {  // both [d, r] row-major
@@ -110,7 +103,7 @@ TEST_F(EmuProjectorExtra, SeveralGeometriesOneObject) {
       }
       if (geo.b_numel()) {
         gB = dB.download_f32();
-        compare_basis(what + " B", col_major(gB, r, n, true), col_major(B, r, n, true), n, r);
+        compare_basis(what + " B", transpose(gB, r, n), transpose(B, r, n), n, r);
       }
       if (pass == 1) {  // moments rotated from the previous projector into this one
         std::vector<float> mom(size_t(geo.numel())), var(mom.size());
@@ -176,8 +169,8 @@ TEST_F(EmuProjectorExtra, SvdSeveralGeometries) {
       compare_basis(what + " A", gA, align(A, gA, m, r), m, r);
     }
     if (geo.b_numel()) {
-      const auto gB = col_major(dB.download_f32(), r, n, true);
-      compare_basis(what + " B", gB, align(col_major(B, r, n, true), gB, n, r), n, r);
+      const auto gB = transpose(dB.download_f32(), r, n);
+      compare_basis(what + " B", gB, align(transpose(B, r, n), gB, n, r), n, r);
     }
   }
 }
