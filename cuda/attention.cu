@@ -870,64 +870,52 @@ void check_dims(int B, int T, int NH, int NKV, int D) {
   if (B > 65535 || NH > 65535) fail("attention (CUDA): B={} or NH={} exceeds the grid limit 65535", B, NH);
 }
 
+// The two kernel sets behind one pair of launchers: SIMT (TC = false) and
+// tensor cores (TC = true), each with its shared memory, its query tile (forward,
+// dq) and key tile (dkdv).
+template <int D, bool TC>
+struct AttKernels;
 template <int D>
+struct AttKernels<D, false> {
+  static constexpr auto fwd = attention_forward_kernel<D>;
+  static constexpr auto dkdv = attention_backward_dkdv_kernel<D>;
+  static constexpr auto dq = attention_backward_dq_kernel<D>;
+  static constexpr size_t fwd_smem = Geom<D>::fwd_smem, dkdv_smem = Geom<D>::dkdv_smem, dq_smem = Geom<D>::dq_smem;
+  static constexpr int q_tile = BQ, k_tile = BK, threads = kThreads;
+};
+template <int D>
+struct AttKernels<D, true> {
+  static constexpr auto fwd = attention_forward_tc_kernel<D>;
+  static constexpr auto dkdv = attention_backward_dkdv_tc_kernel<D>;
+  static constexpr auto dq = attention_backward_dq_tc_kernel<D>;
+  static constexpr size_t fwd_smem = TcGeom<D>::fwd_smem, dkdv_smem = TcGeom<D>::dkdv_smem,
+                          dq_smem = TcGeom<D>::dq_smem;
+  static constexpr int q_tile = TQ, k_tile = UK, threads = kTcThreads;
+};
+
+template <int D, bool TC>
 void forward_launch(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int B, int T, int NH, int NKV,
                     cudaStream_t stream) {
-  constexpr size_t smem = Geom<D>::fwd_smem;
-  static const bool once = (allow_smem(attention_forward_kernel<D>, smem), true);
+  using K = AttKernels<D, TC>;
+  static const bool once = (allow_smem(K::fwd, K::fwd_smem), true);
   (void)once;
-  const dim3 grid(unsigned(ceil_div(T, BQ)), unsigned(NH), unsigned(B));
-  attention_forward_kernel<D><<<grid, kThreads, smem, stream>>>(out, lse, q, k, v, T, NH, NKV,
-                                                                1.0f / std::sqrt(float(D)));
+  const dim3 grid(unsigned(ceil_div(T, K::q_tile)), unsigned(NH), unsigned(B));
+  K::fwd<<<grid, K::threads, K::fwd_smem, stream>>>(out, lse, q, k, v, T, NH, NKV, 1.0f / std::sqrt(float(D)));
   CUDA_CHECK_LAUNCH();
 }
 
-template <int D>
+template <int D, bool TC>
 void backward_launch(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* q, const bf16* k, const bf16* v,
                      const float* lse, const float* Dvec, int B, int T, int NH, int NKV, cudaStream_t stream) {
-  constexpr size_t smem_kv = Geom<D>::dkdv_smem, smem_q = Geom<D>::dq_smem;
-  static const bool once = (allow_smem(attention_backward_dkdv_kernel<D>, smem_kv),
-                            allow_smem(attention_backward_dq_kernel<D>, smem_q), true);
+  using K = AttKernels<D, TC>;
+  static const bool once = (allow_smem(K::dkdv, K::dkdv_smem), allow_smem(K::dq, K::dq_smem), true);
   (void)once;
   const float scale = 1.0f / std::sqrt(float(D));
-  const dim3 grid_kv(unsigned(ceil_div(T, BK)), unsigned(NKV), unsigned(B));
-  attention_backward_dkdv_kernel<D><<<grid_kv, kThreads, smem_kv, stream>>>(dk, dv, dout, q, k, v, lse, Dvec, T, NH,
-                                                                             NKV, scale);
+  const dim3 grid_kv(unsigned(ceil_div(T, K::k_tile)), unsigned(NKV), unsigned(B));
+  K::dkdv<<<grid_kv, K::threads, K::dkdv_smem, stream>>>(dk, dv, dout, q, k, v, lse, Dvec, T, NH, NKV, scale);
   CUDA_CHECK_LAUNCH();
-  const dim3 grid_q(unsigned(ceil_div(T, BQ)), unsigned(NH), unsigned(B));
-  attention_backward_dq_kernel<D><<<grid_q, kThreads, smem_q, stream>>>(dq, dout, q, k, v, lse, Dvec, T, NH, NKV,
-                                                                         scale);
-  CUDA_CHECK_LAUNCH();
-}
-
-
-template <int D>
-void forward_tc_launch(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int B, int T, int NH,
-                       int NKV, cudaStream_t stream) {
-  constexpr size_t smem = TcGeom<D>::fwd_smem;
-  static const bool once = (allow_smem(attention_forward_tc_kernel<D>, smem), true);
-  (void)once;
-  const dim3 grid(unsigned(ceil_div(T, TQ)), unsigned(NH), unsigned(B));
-  attention_forward_tc_kernel<D><<<grid, kTcThreads, smem, stream>>>(out, lse, q, k, v, T, NH, NKV,
-                                                                     1.0f / std::sqrt(float(D)));
-  CUDA_CHECK_LAUNCH();
-}
-
-template <int D>
-void backward_tc_launch(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* q, const bf16* k, const bf16* v,
-                        const float* lse, const float* Dvec, int B, int T, int NH, int NKV, cudaStream_t stream) {
-  constexpr size_t smem_kv = TcGeom<D>::dkdv_smem, smem_q = TcGeom<D>::dq_smem;
-  static const bool once = (allow_smem(attention_backward_dkdv_tc_kernel<D>, smem_kv),
-                            allow_smem(attention_backward_dq_tc_kernel<D>, smem_q), true);
-  (void)once;
-  const float scale = 1.0f / std::sqrt(float(D));
-  const dim3 grid_kv(unsigned(ceil_div(T, UK)), unsigned(NKV), unsigned(B));
-  attention_backward_dkdv_tc_kernel<D><<<grid_kv, kTcThreads, smem_kv, stream>>>(dk, dv, dout, q, k, v, lse, Dvec, T,
-                                                                                 NH, NKV, scale);
-  CUDA_CHECK_LAUNCH();
-  const dim3 grid_q(unsigned(ceil_div(T, TQ)), unsigned(NH), unsigned(B));
-  attention_backward_dq_tc_kernel<D><<<grid_q, kTcThreads, smem_q, stream>>>(dq, dout, q, k, v, lse, Dvec, T, NH,
-                                                                             NKV, scale);
+  const dim3 grid_q(unsigned(ceil_div(T, K::q_tile)), unsigned(NH), unsigned(B));
+  K::dq<<<grid_q, K::threads, K::dq_smem, stream>>>(dq, dout, q, k, v, lse, Dvec, T, NH, NKV, scale);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -1004,9 +992,9 @@ void attention_forward_cuda(bf16* out, float* lse, const bf16* q, const bf16* k,
   with_head_dim(D, [&](auto d) {
     constexpr int HD = decltype(d)::value;
     if (tc)
-      forward_tc_launch<HD>(out, lse, q, k, v, B, T, NH, NKV, stream);
+      forward_launch<HD, true>(out, lse, q, k, v, B, T, NH, NKV, stream);
     else
-      forward_launch<HD>(out, lse, q, k, v, B, T, NH, NKV, stream);
+      forward_launch<HD, false>(out, lse, q, k, v, B, T, NH, NKV, stream);
   });
 }
 
@@ -1026,9 +1014,9 @@ void attention_backward_cuda(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, con
   with_head_dim(D, [&](auto d) {
     constexpr int HD = decltype(d)::value;
     if (tc)
-      backward_tc_launch<HD>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream);
+      backward_launch<HD, true>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream);
     else
-      backward_launch<HD>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream);
+      backward_launch<HD, false>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream);
   });
 }
 
