@@ -206,6 +206,9 @@ else
   [ -x "$BUILD/tests/test_optim_kernels" ] && STEP_NOTE="optimizer kernels" &&
     step memcheck_optim 60 compute-sanitizer --tool memcheck --error-exitcode 99 --print-limit 20 \
       "$BUILD/tests/test_optim_kernels"
+  [ -x "$BUILD/tests/test_model_cuda" ] && STEP_NOTE="whole model (backend glue, recompute)" &&
+    step memcheck_model 60 compute-sanitizer --tool memcheck --error-exitcode 99 --print-limit 20 \
+      "$BUILD/tests/test_model_cuda"
   STEP_NOTE="shared-memory hazards"
   step racecheck 150 compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 99 \
     --print-limit 20 "$KT" \
