@@ -23,6 +23,7 @@ struct EmuMemTable {
   std::map<uintptr_t, size_t> dev;   // start -> bytes (cudaMalloc)
   std::map<uintptr_t, size_t> host;  // start -> bytes (cudaMallocHost)
   size_t dev_bytes = 0, dev_peak = 0;
+  size_t dev_allocs = 0;  // cudaMalloc calls so far
 };
 inline EmuMemTable& emu_mem() {
   static EmuMemTable* t = new EmuMemTable;  // never destroyed: frees may come from static destructors
@@ -51,6 +52,11 @@ inline size_t emu_device_bytes_peak() {
   std::lock_guard<std::mutex> l(emu_mem().mu);
   return emu_mem().dev_peak;
 }
+// cudaMalloc calls so far (a training step must make none: everything is planned).
+inline size_t emu_device_alloc_count() {
+  std::lock_guard<std::mutex> l(emu_mem().mu);
+  return emu_mem().dev_allocs;
+}
 inline void emu_reset_device_peak() {
   std::lock_guard<std::mutex> l(emu_mem().mu);
   emu_mem().dev_peak = emu_mem().dev_bytes;
@@ -75,6 +81,7 @@ template <class T> inline cudaError_t emu_cudaMalloc(T** p, size_t n) {
   std::lock_guard<std::mutex> l(t.mu);
   t.dev[reinterpret_cast<uintptr_t>(q)] = n;
   t.dev_bytes += n;
+  ++t.dev_allocs;
   t.dev_peak = t.dev_bytes > t.dev_peak ? t.dev_bytes : t.dev_peak;
   return cudaSuccess;
 }

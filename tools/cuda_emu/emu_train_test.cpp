@@ -16,7 +16,8 @@
 //   - BackendAdamW::state_bytes() == backend_adamw_state_bytes(cfg, params, n_micro, CUDA).total();
 //   - save_state -> load_state into a fresh CUDA optimizer reproduces every
 //     state tensor bit for bit, and the CPU optimizer loads the GPU's state;
-//   - the emulated device memory the run allocated stays within plan_memory().
+//   - the emulated device memory the run allocated stays within plan_memory(),
+//     and the steps themselves call cudaMalloc not once.
 // Environment: EMU_STEPS (default 3), EMU_LAYERS (default 2), EMU_VERBOSE=1
 // prints per-parameter errors, EMU_SET="k=v;k=v" adds config overrides to
 // every case (experiments).
@@ -140,7 +141,11 @@ Run run(const Config& cfg, int steps, const Check& after = {}, bool round_init =
     for (const ParamInfo& p : llama_params(cfg.model, galore ? cfg.optimizer.galore.targets : std::vector<std::string>{}))
       r.galore.push_back(p.galore);
   }
+  // No device allocation inside a step (refresh steps included): every buffer
+  // is planned and allocated when the trainer is built.
+  const size_t allocs = emu_device_alloc_count();
   for (int s = 0; s < steps; ++s) r.losses.push_back(t.train_step());
+  EXPECT_EQ(emu_device_alloc_count(), allocs) << "cudaMalloc inside a training step (" << cfg.training.device << ")";
   for (int p = 0; p < t.model().num_params(); ++p) r.w.push_back(t.model().get_weight(p));
   if (after) after(t, cfg);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
