@@ -11,6 +11,9 @@
 #   5. run 1 with the SIMT attention fallback (GALORE_ATTENTION_SIMT=1)
 #   6. run 1 forming every weight gradient (optimizer.galore.factored_projection=false):
 #      what projecting from the factors (dY, X) buys
+# Each run also times one extra step by phase (galore-bench --profile: forward,
+# backward, optimizer, other; stream-ordered timestamps, no extra sync inside
+# the step), printed as a second table: where the time goes.
 # Every run is galore-bench (src/tools/galore_bench.cpp): median step time
 # after a warm-up. "executed TFLOP/s" counts what the step runs (recompute,
 # GaLore projections; src/train/step_flops.h): compare it with the GEMM
@@ -38,7 +41,7 @@ bench() {  # label config sets...
   for s in "$@"; do sets+=(--set "$s"); done
   echo "=== $label"
   "$BIN/galore-bench" --config "$config" "${sets[@]}" --steps "$STEPS" --warmup "$WARMUP" --label "$label" \
-    --json "$JSONL" 2>&1 | grep -v " step [0-9]*/" || echo "FAILED: $label"
+    --json "$JSONL" --profile 2>&1 | grep -v " step [0-9]*/" || echo "FAILED: $label"
 }
 
 COMMON=(training.total_batch_size=16 training.micro_batch_size=16 training.seq_len=256 optimizer.per_layer_updates=true
@@ -77,6 +80,14 @@ for label, r in runs.items():
     mfu = "n/a" if r["mfu"] is None else f'{100 * r["mfu"]:.1f}%'
     print(f'| {label} | {r["device"]} | {r["tokens_per_s"]:,.0f} | {r["model_tflops"]:.1f} | {mfu} | '
           f'{r["executed_tflops"]:.1f} | {r["plan_gib"]:.2f} | {r["device_used_gib"]:.2f} | {targets.get(label, "")} |')
+print("\nWhere one step's time goes (galore-bench --profile; ms):")
+print("| run | forward | backward | optimizer | other | step |")
+print("|---|---|---|---|---|---|")
+for label, r in runs.items():
+    p = r.get("profile_ms")
+    if p:
+        print(f'| {label} | {p["forward"]:.1f} | {p["backward"]:.1f} | {p["optimizer"]:.1f} | {p["other"]:.1f} | '
+              f'{1000 * r["step_s_median"]:.1f} |')
 a, b = runs.get("llama7b-r1024-recompute"), runs.get("llama7b-refresh-every-step")
 if a and b:
     refresh = b["step_s_median"] - a["step_s_median"]

@@ -8,6 +8,7 @@
 //  - gradient clipping is applied in both modes
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -124,6 +125,38 @@ TEST(Trainer, SameSeedSameRunBitForBit) {
   auto c = run_steps(small_config({"training.seed=7"}), 1);
   auto d = run_steps(small_config({}), 1);
   EXPECT_NE(c[0], d[0]);  // a different seed is a different run
+}
+
+// galore-bench --profile: a profiled step is the same step (bit for bit), and
+// its phases add up to about the step's wall time, the optimizer's included,
+// with per-layer updates (inside backward, factored GaLore projections too)
+// and all at once.
+TEST(Trainer, ProfiledStepIsTheSameStepTimedByPhase) {
+  for (const char* per_layer : {"true", "false"}) {
+    SCOPED_TRACE(std::string("per_layer_updates=") + per_layer);
+    const Config cfg = small_config({"optimizer.name=galore_adamw8bit", std::string("optimizer.per_layer_updates=") +
+                                         per_layer, "training.total_batch_size=8"});
+    std::vector<double> la;
+    const auto a = run_steps(cfg, 3, &la);
+    Trainer t(cfg, {});
+    std::vector<double> lb;
+    lb.push_back(t.train_step());
+    t.profile_next_step();
+    const auto t0 = std::chrono::steady_clock::now();
+    lb.push_back(t.train_step());
+    const double wall = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const auto ms = t.last_profile_ms();
+    lb.push_back(t.train_step());
+    EXPECT_EQ(la, lb);
+    for (int p = 0; p < t.model().num_params(); ++p) ASSERT_EQ(a[size_t(p)], t.model().get_weight(p));
+    double sum = 0;
+    for (double x : ms) sum += x;
+    EXPECT_GT(ms[size_t(StepPhase::Forward)], 0.0);
+    EXPECT_GT(ms[size_t(StepPhase::Backward)], 0.0);
+    EXPECT_GT(ms[size_t(StepPhase::Optimizer)], 0.0);
+    EXPECT_LE(sum, wall);
+    EXPECT_GT(sum, 0.5 * wall);
+  }
 }
 
 TEST(Trainer, ClippingChangesTheUpdateInBothModes) {

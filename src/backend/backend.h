@@ -30,6 +30,15 @@ class Backend {
   // peak dense bf16/fp32 FLOP/s of the device for MFU (0 if unknown).
   virtual size_t memory_in_use() const { return 0; }
   virtual double peak_flops() const { return 0.0; }
+  // ---- timing (galore-bench --profile; train/step_profile.h) ----
+  // Stream-ordered timestamps that need no host sync: timer_reserve(n) first
+  // (outside a step: it may create events), then timer_record(i) for stamps
+  // i < n in the order the work is issued; after synchronize(), timer_ms(i) is
+  // the time from stamp 0 to stamp i. The CPU's ops run on the calling thread,
+  // so a host clock is exact there; the GPU records events on its stream.
+  virtual void timer_reserve(int n) = 0;
+  virtual void timer_record(int i) = 0;
+  virtual double timer_ms(int i) = 0;
   // fp32 host values into a tensor of the compute dtype, and back.
   virtual void upload_f32(const Tensor& dst, const float* src) = 0;
   virtual void download_f32(float* dst, const Tensor& src) = 0;

@@ -2,6 +2,7 @@
 #include <omp.h>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -47,6 +48,11 @@ class CpuBackend final : public Backend {
   void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void zero(const Tensor& t) override { std::memset(t.data, 0, t.nbytes()); }
   void synchronize() override {}
+  void timer_reserve(int n) override { stamps_.resize(size_t(n)); }
+  void timer_record(int i) override { stamps_.at(size_t(i)) = std::chrono::steady_clock::now(); }
+  double timer_ms(int i) override {
+    return std::chrono::duration<double, std::milli>(stamps_.at(size_t(i)) - stamps_.at(0)).count();
+  }
   void upload_f32(const Tensor& dst, const float* src) override { std::memcpy(f32(dst), src, dst.nbytes()); }
   void download_f32(float* dst, const Tensor& src) override { std::memcpy(dst, f32(src), src.nbytes()); }
 
@@ -126,6 +132,9 @@ class CpuBackend final : public Backend {
     float* p = f32(t);
     for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] *= s;
   }
+
+ private:
+  std::vector<std::chrono::steady_clock::time_point> stamps_;  // timer_record
 };
 
 }  // namespace

@@ -155,6 +155,19 @@ class CudaBackend final : public Backend {
     if (t.nbytes()) CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.nbytes(), stream_));
   }
   void synchronize() override { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void timer_reserve(int n) override {
+    while (int(timer_events_.size()) < n) {
+      cudaEvent_t e = nullptr;
+      CUDA_CHECK(cudaEventCreate(&e));
+      timer_events_.push_back(e);
+    }
+  }
+  void timer_record(int i) override { CUDA_CHECK(cudaEventRecord(timer_events_.at(size_t(i)), stream_)); }
+  double timer_ms(int i) override {
+    float ms = 0.0f;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, timer_events_.at(0), timer_events_.at(size_t(i))));
+    return ms;
+  }
   size_t memory_in_use() const override {
     size_t free_b = 0, total_b = 0;
     return cudaMemGetInfo(&free_b, &total_b) == cudaSuccess ? total_b - free_b : 0;
@@ -355,6 +368,8 @@ class CudaBackend final : public Backend {
     if (staging_) cudaFree(staging_);
     if (d_sum_) cudaFree(d_sum_);
     if (h_sum_) cudaFreeHost(h_sum_);
+    for (cudaEvent_t e : timer_events_) cudaEventDestroy(e);
+    timer_events_.clear();
     if (stream_) cudaStreamDestroy(stream_);
     scratch_ = nullptr;
     rope_cos_ = rope_sin_ = staging_ = nullptr;
@@ -375,6 +390,7 @@ class CudaBackend final : public Backend {
   float* rope_sin_ = nullptr;
   int rope_T_ = 0, rope_D_ = 0;
   float rope_theta_ = 0.0f;
+  std::vector<cudaEvent_t> timer_events_;  // timer_record's stamps
 };
 
 }  // namespace

@@ -7,7 +7,9 @@
 // attention the step runs, train/step_flops.h: compare with the GEMM
 // ceiling), the memory plan and the device memory in use. Each step ends in the optimizer's one host sync, so wall time
 // around a step equals device time; the backend is synchronized before the
-// clock starts.
+// clock starts. --profile runs one more step after the timed ones with
+// stream-ordered timestamps (train/step_profile.h) and reports its
+// milliseconds by phase: forward, backward, optimizer, other.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -51,10 +53,12 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
   app.add_option("--json", json_path, "append the result as one JSON line to this file");
   app.add_option("--label", label, "name of this run in the output");
+  bool profile = false;
+  app.add_flag("--profile", profile, "after the timed steps, time one more step by phase (forward, backward, optimizer, other)");
   CLI11_PARSE(app, argc, argv);
   try {
     Config cfg = load_config(config_path, overrides);
-    cfg.training.max_steps = std::max(cfg.training.max_steps, warmup + steps);
+    cfg.training.max_steps = std::max(cfg.training.max_steps, warmup + steps + (profile ? 1 : 0));
     cfg.logging.progress = "plain";
     if (label.empty()) label = config_path;
     TrainOptions opts;
@@ -80,6 +84,19 @@ int main(int argc, char** argv) {
     }
     size_t free1 = 0;
     if (gpu) cuda_memory_info(&free1, &total);
+    nlohmann::json profile_ms = nullptr;
+    if (profile) {  // one more step, not among the timed ones
+      trainer.profile_next_step();
+      trainer.train_step();
+      profile_ms = nlohmann::json::object();
+      std::string line;
+      for (int p = 0; p < kStepPhases; ++p) {
+        const double ms = trainer.last_profile_ms()[size_t(p)];
+        profile_ms[step_phase_name(StepPhase(p))] = ms;
+        line += fmt::format("{}{} {:.1f} ms", p ? ", " : "", step_phase_name(StepPhase(p)), ms);
+      }
+      spdlog::info("{} profile of one step: {}", label, line);
+    }
     const double step_s = median(times);
     const double tokens = double(cfg.training.total_batch_size) * cfg.training.seq_len;
     const double tps = tokens / step_s;
@@ -111,6 +128,7 @@ int main(int argc, char** argv) {
                         {"plan_gib", double(plan.total()) / gib},
                         {"device_used_gib", used},
                         {"init_s", init_s},
+                        {"profile_ms", profile_ms},
                         {"final_loss", loss}};
     std::cout << fmt::format("| {} | {} | {:.0f} | {:.1f} | {} | {:.1f} | {:.2f} | {:.2f} |\n", label,
                              cfg.optimizer.name, tps, flops / 1e12,

@@ -108,11 +108,17 @@ Trainer::Trainer(const Config& cfg, const TrainOptions& opts) : cfg_(cfg), opts_
   if (cfg_.optimizer.per_layer_updates) {
     shared_grad_ = std::make_unique<SharedGradBuffer>(*backend_, params_, optimizer_->lent_grad_buffer());
     shared_grad_->set_consumer([this](int p, const Tensor& g) {
+      mark(StepPhase::Optimizer);
       optimizer_->on_grad(p, model_->weight(p), g, current_);
+      mark(StepPhase::Backward);
     });
     shared_grad_->set_factor_consumer(
         [this](int p) { return optimizer_->takes_grad_factors(p, current_); },
-        [this](int p, const Tensor& dy, const Tensor& x) { optimizer_->on_grad_factors(p, dy, x, current_); });
+        [this](int p, const Tensor& dy, const Tensor& x) {
+          mark(StepPhase::Optimizer);
+          optimizer_->on_grad_factors(p, dy, x, current_);
+          mark(StepPhase::Backward);
+        });
   } else {
     full_grads_ = std::make_unique<FullGradients>(*backend_, params_);
   }
@@ -272,6 +278,15 @@ double Trainer::train_step() {
   if (cfg_.optimizer.per_layer_updates && clip > 0 && !per_tensor && state_.prev_grad_norm > clip)
     current_.clip_scale = clip / state_.prev_grad_norm;  // per-layer: the previous step's global norm
 
+  if (profile_next_) {
+    // Marks: 3 per micro-batch; with per-layer updates, per weight and
+    // micro-batch 2 around its update, 2 more when it comes as factors first;
+    // 2 around the all-at-once updates; 1 at the start.
+    const int handed_on = shared_grad_ ? model_->num_params() * n_micro : 0;
+    profile_ = std::make_unique<StepProfile>(*backend_, 3 + 3 * n_micro + 4 * handed_on);
+    profile_next_ = false;
+  }
+  mark(StepPhase::Other);
   double loss_sum = 0.0;
   bool finite = true;
   for (int micro = 0; micro < n_micro && finite; ++micro) {
@@ -285,6 +300,7 @@ double Trainer::train_step() {
     // gradient is handed on only by backward, which a non-finite loss skips.
     if (full_grads_) full_grads_->set_accumulate(micro > 0);
     GradSink& sink = shared_grad_ ? static_cast<GradSink&>(*shared_grad_) : *full_grads_;
+    mark(StepPhase::Forward);
     double loss = model_->forward(batch_.data(), &sink, 1.0f / float(n_micro));
     if (step == inject_nan_step_) loss = NAN;  // test hook: GALORE_INJECT_NAN_STEP
     if (!std::isfinite(loss)) {
@@ -293,7 +309,9 @@ double Trainer::train_step() {
     }
     loss_sum += loss;
     current_.micro = micro;
+    mark(StepPhase::Backward);
     model_->backward(sink, 1.0f / float(n_micro));
+    mark(StepPhase::Other);
   }
   if (!finite && cfg_.training.nan_policy == "stop") {
     // The weights are untouched by this step (updates happen after backward,
@@ -312,6 +330,7 @@ double Trainer::train_step() {
     spdlog::warn("non-finite loss at step {}: step skipped ({} so far)", step, state_.skipped_steps);
     optimizer_->take_grad_sq_norm();
     state_.step++;
+    end_profile();
     return NAN;
   }
   if (full_grads_) {
@@ -320,13 +339,16 @@ double Trainer::train_step() {
     if (clip > 0 && !per_tensor && norm > clip) current_.clip_scale = clip / norm;
     current_.micro = 0;
     current_.n_micro = 1;
+    mark(StepPhase::Optimizer);
     for (int p = 0; p < model_->num_params(); ++p)
       optimizer_->on_grad(p, model_->weight(p), full_grads_->grad(p), current_);
+    mark(StepPhase::Other);
   }
   state_.prev_grad_norm = std::sqrt(optimizer_->take_grad_sq_norm());
   const int64_t bad = optimizer_->take_nonfinite_count();
   if (bad) spdlog::warn("step {}: {} non-finite gradient elements were skipped", step, bad);
   state_.step++;
+  end_profile();
   return loss_sum / n_micro;
 }
 

@@ -3,6 +3,7 @@
 // checkpoints. Layers talk through small interfaces: TrainLoader (data),
 // LlamaModel + GradSink (model), Optimizer (per weight), Backend (ops).
 #pragma once
+#include <array>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,6 +14,7 @@
 #include "model/llama.h"
 #include "optim/optimizer.h"
 #include "train/metrics.h"
+#include "train/step_profile.h"
 
 namespace gt {
 
@@ -55,6 +57,11 @@ class Trainer {
   double train_step();
   Backend& backend() { return *backend_; }
   void save_checkpoint(const std::string& reason);
+  // Times the next train_step by phase (train/step_profile.h); afterwards
+  // last_profile_ms() holds its milliseconds per StepPhase. The step ends in
+  // one more synchronisation; its result is unchanged.
+  void profile_next_step() { profile_next_ = true; }
+  const std::array<double, kStepPhases>& last_profile_ms() const { return last_profile_ms_; }
 
  private:
   void resume_from(const std::string& path);
@@ -63,6 +70,14 @@ class Trainer {
   void check_loss_spike(double loss);
   void show_progress(double loss);
   void clear_progress();
+  void mark(StepPhase p) {  // profiled steps only
+    if (profile_) profile_->mark(p);
+  }
+  void end_profile() {
+    if (!profile_) return;
+    last_profile_ms_ = profile_->finish();
+    profile_.reset();
+  }
 
   Config cfg_;
   TrainOptions opts_;
@@ -85,6 +100,9 @@ class Trainer {
   int64_t steps_this_run_ = 0;
   double loss_accum_for_log_ = 0.0;
   int loss_count_for_log_ = 0;
+  bool profile_next_ = false;
+  std::unique_ptr<StepProfile> profile_;  // during a profiled step
+  std::array<double, kStepPhases> last_profile_ms_{};
 };
 
 }  // namespace gt

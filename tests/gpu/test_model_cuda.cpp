@@ -8,7 +8,8 @@
 //     test's bitwise claim (tests/test_model.cpp) must hold on the GPU too;
 //   - the model's loss and every weight gradient match the CPU reference
 //     (fp32) within bf16 tolerance, with recompute and a chunked logits
-//     workspace.
+//     workspace;
+//   - the backend's stream timestamps (galore-bench --profile) advance with the work.
 #include "tests/gpu/test_gpu_util.h"
 
 #ifdef GALORE_WITH_CUDA
@@ -130,6 +131,29 @@ TEST(ModelCuda, RecomputeGradientsMatchCpu) {
   }
   std::printf("[ worst    ] gradient rel err %.2e (%s); losses gpu %.6f %.6f cpu %.6f %.6f\n", worst,
               worst_name.c_str(), lg[0], lg[1], lc[0], lc[1]);
+}
+
+// The backend's stream timestamps (galore-bench --profile): stamps are taken
+// in stream order without a host sync; after one, later stamps read later.
+TEST(ModelCuda, TimerStampsFollowTheStream) {
+  GT_REQUIRE_GPU();
+  auto be = make_cuda_backend_or_null();
+  ASSERT_TRUE(be);
+  const ModelConfig cfg = small_cfg();
+  LlamaModel m(cfg, *be, kB, kT, kLogitsRows, false);
+  m.init_random(3);
+  const auto t = tokens(5, cfg.vocab_size);
+  be->timer_reserve(3);
+  be->synchronize();
+  be->timer_record(0);
+  m.forward(t.data());
+  be->timer_record(1);
+  for (int i = 0; i < 3; ++i) m.forward(t.data());
+  be->timer_record(2);
+  be->synchronize();
+  EXPECT_EQ(be->timer_ms(0), 0.0);
+  EXPECT_GT(be->timer_ms(1), 0.0);
+  EXPECT_GT(be->timer_ms(2), be->timer_ms(1));
 }
 
 #else  // !GALORE_WITH_CUDA

@@ -11,6 +11,7 @@
 // events are no-ops, so missing synchronizations cannot be seen here.
 #pragma once
 #include <cuda_runtime.h>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -161,14 +162,35 @@ inline cudaError_t emu_cudaMemGetInfo(size_t* f, size_t* t) {
   *f = used < kEmuDeviceBytes ? kEmuDeviceBytes - used : 0;
   return cudaSuccess;
 }
-// Events: everything is synchronous, so an event is always complete.
-inline cudaError_t emu_cudaEventCreate(cudaEvent_t* e) { *e = reinterpret_cast<cudaEvent_t>(uintptr_t(128)); return cudaSuccess; }
+// Events: everything is synchronous, so an event is always complete, and the
+// host clock at cudaEventRecord is its time.
+struct EmuEvent {
+  std::chrono::steady_clock::time_point t{};
+  bool recorded = false;
+};
+inline cudaError_t emu_cudaEventCreate(cudaEvent_t* e) {
+  *e = reinterpret_cast<cudaEvent_t>(new EmuEvent);
+  return cudaSuccess;
+}
 inline cudaError_t emu_cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) { return emu_cudaEventCreate(e); }
-inline cudaError_t emu_cudaEventDestroy(cudaEvent_t) { return cudaSuccess; }
-inline cudaError_t emu_cudaEventRecord(cudaEvent_t, cudaStream_t = 0) { return cudaSuccess; }
+inline cudaError_t emu_cudaEventDestroy(cudaEvent_t e) {
+  delete reinterpret_cast<EmuEvent*>(e);
+  return cudaSuccess;
+}
+inline cudaError_t emu_cudaEventRecord(cudaEvent_t e, cudaStream_t = 0) {
+  auto* ev = reinterpret_cast<EmuEvent*>(e);
+  ev->t = std::chrono::steady_clock::now();
+  ev->recorded = true;
+  return cudaSuccess;
+}
 inline cudaError_t emu_cudaEventQuery(cudaEvent_t) { return cudaSuccess; }
 inline cudaError_t emu_cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
-inline cudaError_t emu_cudaEventElapsedTime(float* ms, cudaEvent_t, cudaEvent_t) { *ms = 0.0f; return cudaSuccess; }
+inline cudaError_t emu_cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
+  const auto *ea = reinterpret_cast<EmuEvent*>(a), *eb = reinterpret_cast<EmuEvent*>(b);
+  if (!ea->recorded || !eb->recorded) return cudaErrorInvalidResourceHandle;  // as CUDA: never recorded
+  *ms = std::chrono::duration<float, std::milli>(eb->t - ea->t).count();
+  return cudaSuccess;
+}
 
 #define cudaMalloc emu_cudaMalloc
 #define cudaFree emu_cudaFree
