@@ -7,8 +7,10 @@
 // cudaMemcpyKind says (a host pointer handed to the device or the reverse is a
 // bug a real GPU turns into a fault or garbage), and (2) cudaMemGetInfo reports
 // an 80 GiB device whose used part is what the program allocated (the memory
-// plan can be compared with it). Everything runs synchronously: streams and
-// events are no-ops, so missing synchronizations cannot be seen here.
+// plan can be compared with it). Everything runs synchronously: streams are
+// no-ops and an event is always complete (it keeps the host time of its
+// cudaEventRecord, for elapsed times), so missing synchronizations cannot be
+// seen here.
 #pragma once
 #include <cuda_runtime.h>
 #include <chrono>
