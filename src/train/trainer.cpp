@@ -268,6 +268,15 @@ void Trainer::save_checkpoint(const std::string& reason) {
   }
 }
 
+void Trainer::profile_next_step() {
+  // Marks: 3 per micro-batch; with per-layer updates, per weight and
+  // micro-batch 2 around its update, 2 more when it comes as factors first;
+  // 2 around the all-at-once updates; 1 at the start.
+  const int n_micro = cfg_.grad_accum_steps();
+  const int handed_on = shared_grad_ ? model_->num_params() * n_micro : 0;
+  profile_ = std::make_unique<StepProfile>(*backend_, 3 + 3 * n_micro + 4 * handed_on);
+}
+
 double Trainer::train_step() {
   const int n_micro = cfg_.grad_accum_steps();
   const int64_t step = state_.step;
@@ -278,14 +287,6 @@ double Trainer::train_step() {
   if (cfg_.optimizer.per_layer_updates && clip > 0 && !per_tensor && state_.prev_grad_norm > clip)
     current_.clip_scale = clip / state_.prev_grad_norm;  // per-layer: the previous step's global norm
 
-  if (profile_next_) {
-    // Marks: 3 per micro-batch; with per-layer updates, per weight and
-    // micro-batch 2 around its update, 2 more when it comes as factors first;
-    // 2 around the all-at-once updates; 1 at the start.
-    const int handed_on = shared_grad_ ? model_->num_params() * n_micro : 0;
-    profile_ = std::make_unique<StepProfile>(*backend_, 3 + 3 * n_micro + 4 * handed_on);
-    profile_next_ = false;
-  }
   mark(StepPhase::Other);
   double loss_sum = 0.0;
   bool finite = true;

@@ -57,10 +57,11 @@ class Trainer {
   double train_step();
   Backend& backend() { return *backend_; }
   void save_checkpoint(const std::string& reason);
-  // Times the next train_step by phase (train/step_profile.h); afterwards
-  // last_profile_ms() holds its milliseconds per StepPhase. The step ends in
-  // one more synchronisation; its result is unchanged.
-  void profile_next_step() { profile_next_ = true; }
+  // Times the next train_step by phase (train/step_profile.h; its timer slots
+  // are reserved here, outside the step); afterwards last_profile_ms() holds
+  // its milliseconds per StepPhase. The step ends in one more synchronisation;
+  // its result is unchanged.
+  void profile_next_step();
   const std::array<double, kStepPhases>& last_profile_ms() const { return last_profile_ms_; }
 
  private:
@@ -100,8 +101,7 @@ class Trainer {
   int64_t steps_this_run_ = 0;
   double loss_accum_for_log_ = 0.0;
   int loss_count_for_log_ = 0;
-  bool profile_next_ = false;
-  std::unique_ptr<StepProfile> profile_;  // during a profiled step
+  std::unique_ptr<StepProfile> profile_;  // from profile_next_step() to the end of that step
   std::array<double, kStepPhases> last_profile_ms_{};
 };
 
