@@ -13,7 +13,7 @@
 using namespace gt;
 
 namespace {
-void busy_ms(double ms) {  // a sleep can overshoot; what matters is the lower bound
+void wait_ms(double ms) {  // sleeps at least ms (it may overshoot: the checks are lower bounds)
   std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(ms));
 }
 double at(const std::array<double, kStepPhases>& a, StepPhase p) { return a[size_t(p)]; }
@@ -24,11 +24,11 @@ TEST(StepProfile, ChargesEachIntervalToTheEarlierMarksPhase) {
   StepProfile prof(*be, 8);
   const auto t0 = std::chrono::steady_clock::now();
   prof.mark(StepPhase::Forward);
-  busy_ms(30);
+  wait_ms(30);
   prof.mark(StepPhase::Optimizer);
-  busy_ms(15);
+  wait_ms(15);
   prof.mark(StepPhase::Forward);
-  busy_ms(10);
+  wait_ms(10);
   const auto ms = prof.finish();
   const double wall = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_GE(at(ms, StepPhase::Forward), 40.0);
@@ -42,7 +42,7 @@ TEST(StepProfile, ChargesEachIntervalToTheEarlierMarksPhase) {
 
   // Reusable: a second step starts from zero.
   prof.mark(StepPhase::Backward);
-  busy_ms(5);
+  wait_ms(5);
   const auto again = prof.finish();
   EXPECT_GE(at(again, StepPhase::Backward), 5.0);
   EXPECT_EQ(at(again, StepPhase::Forward), 0.0);
