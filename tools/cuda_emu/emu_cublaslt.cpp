@@ -17,8 +17,8 @@
 //     declared (cuBLASLt assumes 256 bytes when none is declared);
 //   - every operand lies inside one device allocation for its extent, D does
 //     not overlap A or B, alpha / beta are host pointers (the default mode);
-//   - the workspace given is device memory of at least the size the
-//     preference allowed the heuristic.
+//   - the workspace, when given, is device memory of the size stated (the
+//     emulated algorithm needs none: the heuristic reports workspaceSize 0).
 // EMU_CUBLASLT=no_algo makes the heuristic find no algorithm (matmul.cu then
 // plans cublasGemmEx); EMU_CUBLASLT=refuse makes cublasLtMatmul return
 // CUBLAS_STATUS_NOT_SUPPORTED (matmul.cu's fallback at run time).
@@ -55,7 +55,6 @@ struct EmuLayout {
 };
 struct EmuPref {
   uint32_t magic = kPrefMagic;
-  size_t max_workspace = 0;
   uint32_t align[4] = {256, 256, 256, 256};  // A, B, C, D
 };
 // What cublasLtMatmulAlgo_t::data holds here.
@@ -241,8 +240,7 @@ cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t q
   switch (attr) {
     case CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES:
       if (bytes != sizeof(uint64_t)) die(call, "MAX_WORKSPACE_BYTES is one uint64 (got %zu bytes)", bytes);
-      std::memcpy(&p->max_workspace, buf, sizeof(uint64_t));
-      break;
+      break;  // the emulated algorithm needs no workspace
     case CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK:
       if (bytes != sizeof(uint32_t)) die(call, "REDUCTION_SCHEME_MASK is one uint32 (got %zu bytes)", bytes);
       break;  // the emulated algorithm reduces in k order: every mask admits it
