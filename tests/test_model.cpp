@@ -88,7 +88,8 @@ TEST_P(ModelGrad, EveryParameterMatchesFiniteDifferences) {
 INSTANTIATE_TEST_SUITE_P(Shapes, ModelGrad,
                          ::testing::Values(Shape{23, 16, 36, 2, 4, 4, 2, 6},   // MHA
                                            Shape{17, 24, 41, 2, 4, 2, 2, 5},   // GQA, odd sizes
-                                           Shape{13, 12, 20, 1, 2, 1, 3, 1})); // T = 1, MQA
+                                           Shape{13, 12, 20, 1, 2, 1, 3, 1},   // T = 1, MQA
+                                           Shape{11, 16, 8, 2, 2, 2, 2, 3}));  // MLP narrower than C
 
 TEST(Model, SharedBufferSinkSeesTheSameGradients) {
   const Shape s{19, 16, 28, 2, 4, 2, 2, 5};
@@ -195,6 +196,39 @@ TEST(Model, RecomputeGivesBitIdenticalGradientsWithLessMemory) {
   EXPECT_LT(recompute.activation_bytes(), plain.activation_bytes());
   EXPECT_EQ(recompute.activation_bytes(),
             arena_bytes(llama_activation_specs(make_cfg(s), s.B, s.T, DType::F32, s.B * s.T, true)));
+}
+
+// The finite-difference shapes above cover both sides of llama_scratch_overlay
+// (dq/dk/dv over gate/up, or buffers of their own), the recompute tests the
+// logits over gate: here, which is which, and that the 7B run uses both.
+TEST(Model, BackwardScratchOverlaysDeadMlpBuffersWhenItFits) {
+  auto has = [](const std::vector<BufferSpec>& specs, const std::string& name) {
+    for (const BufferSpec& b : specs)
+      if (b.name == name) return true;
+    return false;
+  };
+  ModelConfig m7 = make_cfg({32000, 4096, 11008, 32, 32, 32, 16, 256});
+  for (bool recompute : {true, false}) {
+    const LlamaScratchOverlay o = llama_scratch_overlay(m7, 16, 256, DType::BF16, logits_workspace_rows(4096), recompute);
+    EXPECT_TRUE(o.dqkv_over_mlp);
+    EXPECT_EQ(o.dv_offset, 4096 * 4096);
+    EXPECT_EQ(o.logits_over_gate, recompute);
+    const auto specs = llama_activation_specs(m7, 16, 256, DType::BF16, logits_workspace_rows(4096), recompute);
+    EXPECT_FALSE(has(specs, "dq") || has(specs, "dk") || has(specs, "dv"));
+    EXPECT_EQ(has(specs, "logits"), !recompute);
+  }
+  struct Case { Shape s; bool dqkv; };
+  for (const Case& c : {Case{{23, 16, 36, 2, 4, 4, 2, 6}, true}, Case{{17, 24, 41, 2, 4, 2, 2, 5}, true},
+                        Case{{13, 12, 20, 1, 2, 1, 3, 1}, false},  // dv after dk's 256-byte alignment does not fit
+                        Case{{11, 16, 8, 2, 2, 2, 2, 3}, false}}) {
+    const LlamaScratchOverlay o = llama_scratch_overlay(make_cfg(c.s), c.s.B, c.s.T, DType::F32, 0, false);
+    EXPECT_EQ(o.dqkv_over_mlp, c.dqkv) << ::testing::PrintToString(c.s);
+    EXPECT_EQ(has(llama_activation_specs(make_cfg(c.s), c.s.B, c.s.T, DType::F32, 0, false), "dq"), !c.dqkv);
+  }
+  // logits [N, V] fp32 do not fit over gate [N, I] when V > I: a buffer of their own
+  const Shape wide{40, 16, 28, 2, 4, 2, 2, 5};
+  EXPECT_FALSE(llama_scratch_overlay(make_cfg(wide), 2, 5, DType::F32, 0, true).logits_over_gate);
+  EXPECT_TRUE(llama_scratch_overlay(make_cfg(wide), 2, 5, DType::F32, 0, true).dqkv_over_mlp);
 }
 
 TEST(Model, ForwardIsDeterministicAndInitMatchesGaloreConvention) {

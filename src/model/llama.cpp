@@ -46,11 +46,31 @@ std::vector<ParamInfo> llama_params(const ModelConfig& cfg, const std::vector<st
   return p;
 }
 
+namespace {
+int64_t logits_chunk_rows(int64_t N, int logits_rows) { return logits_rows > 0 ? std::min<int64_t>(logits_rows, N) : N; }
+}  // namespace
+
+LlamaScratchOverlay llama_scratch_overlay(const ModelConfig& cfg, int B, int T, DType dt, int logits_rows,
+                                          bool recompute) {
+  const int64_t N = int64_t(B) * T, I = llama_ffn_width(cfg), V = cfg.vocab_size;
+  const int64_t q_elems = N * cfg.num_heads * cfg.head_dim(), kv_elems = N * cfg.kv_heads() * cfg.head_dim();
+  const int64_t mlp_elems = N * I;  // gate and up, each
+  const int64_t align = int64_t(256 / dtype_size(dt));
+  LlamaScratchOverlay o;
+  o.dv_offset = (kv_elems + align - 1) / align * align;
+  o.dqkv_over_mlp = q_elems <= mlp_elems && o.dv_offset + kv_elems <= mlp_elems;
+  if (!o.dqkv_over_mlp) o.dv_offset = 0;
+  o.logits_over_gate = recompute && size_t(logits_chunk_rows(N, logits_rows) * V) * sizeof(float) <=
+                                        size_t(mlp_elems) * dtype_size(dt);
+  return o;
+}
+
 std::vector<BufferSpec> llama_activation_specs(const ModelConfig& cfg, int B, int T, DType dt, int logits_rows,
                                                bool recompute) {
   const int64_t N = int64_t(B) * T, C = cfg.hidden_size, I = llama_ffn_width(cfg), V = cfg.vocab_size;
   const int64_t NH = cfg.num_heads, KV = cfg.kv_heads(), D = cfg.head_dim();
-  const int64_t R = logits_rows > 0 ? std::min<int64_t>(logits_rows, N) : N;
+  const int64_t R = logits_chunk_rows(N, logits_rows);
+  const LlamaScratchOverlay overlay = llama_scratch_overlay(cfg, B, T, dt, logits_rows, recompute);
   const DType f32 = DType::F32;
   std::vector<BufferSpec> s;
   s.push_back({"tokens", DType::I32, {N}});
@@ -84,15 +104,18 @@ std::vector<BufferSpec> llama_activation_specs(const ModelConfig& cfg, int B, in
   }
   s.push_back({"rstdf", f32, {N}});
   s.push_back({"losses", f32, {N}});
-  s.push_back({"logits", dt == DType::F32 ? f32 : f32, {R, V}});
+  if (!overlay.logits_over_gate) s.push_back({"logits", f32, {R, V}});
   // Backward scratch, reused by every layer. In place instead of buffers of
   // their own: dh over h, dgate/dup over gate/up (dead after SwiGLU's
-  // backward), and d(att) lives in dln (free between the two halves).
+  // backward), d(att) lives in dln (free between the two halves), and dq/dk/dv
+  // over gate/up when they fit (llama_scratch_overlay).
   s.push_back({"dresid", dt, {N, C}});
   s.push_back({"dln", dt, {N, std::max(C, NH * D)}});
-  s.push_back({"dq", dt, {B, T, NH, D}});
-  s.push_back({"dk", dt, {B, T, KV, D}});
-  s.push_back({"dv", dt, {B, T, KV, D}});
+  if (!overlay.dqkv_over_mlp) {
+    s.push_back({"dq", dt, {B, T, NH, D}});
+    s.push_back({"dk", dt, {B, T, KV, D}});
+    s.push_back({"dv", dt, {B, T, KV, D}});
+  }
   return s;
 }
 
@@ -138,7 +161,14 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, Backend& backend, int B, int T, i
     x_final_ = v[i++];
     lnf_ = v[i++];
   }
-  for (Tensor* t : {&rstdf_, &losses_, &logits_, &dresid_, &dln_, &dq_, &dk_, &dv_}) *t = v[i++];
+  overlay_ = llama_scratch_overlay(cfg, B, T, be_.compute_dtype(), logits_rows, recompute);
+  for (Tensor* t : {&rstdf_, &losses_}) *t = v[i++];
+  const int64_t R = logits_chunk_rows(int64_t(B) * T, logits_rows);
+  logits_ = overlay_.logits_over_gate ? Tensor(acts_[0].gate.data, DType::F32, acts_[0].gate.device, {R, cfg.vocab_size})
+                                      : v[i++];
+  for (Tensor* t : {&dresid_, &dln_}) *t = v[i++];
+  if (!overlay_.dqkv_over_mlp)
+    for (Tensor* t : {&dq_, &dk_, &dv_}) *t = v[i++];
   datt_ = reshape(dln_, {B, T, cfg.num_heads, cfg.head_dim()});  // d(att) in dln: see llama_activation_specs
   dln_ = reshape(dln_, {int64_t(B) * T, cfg.hidden_size});
   GT_ASSERT(i == v.size());
@@ -308,6 +338,15 @@ void LlamaModel::linear_backward(GradSink& sink, int param, const Tensor& dx, co
   if (dx.data) be_.matmul_backward(dx, Tensor{}, dy, x, W(param), dx_acc, false);  // after dW: dx may alias x
 }
 
+std::array<Tensor, 3> LlamaModel::attention_grads(const LayerActs& a) const {
+  if (!overlay_.dqkv_over_mlp) return {dq_, dk_, dv_};
+  const DType dt = a.gate.dtype;
+  const int64_t B = B_, T = T_, NH = cfg_.num_heads, KV = cfg_.kv_heads(), D = cfg_.head_dim();
+  char* up = static_cast<char*>(a.up.data);
+  return {Tensor(a.gate.data, dt, a.gate.device, {B, T, NH, D}), Tensor(up, dt, a.up.device, {B, T, KV, D}),
+          Tensor(up + size_t(overlay_.dv_offset) * dtype_size(dt), dt, a.up.device, {B, T, KV, D})};
+}
+
 void LlamaModel::backward(GradSink& sink, float dloss_scale) {
   const int N = B_ * T_, NH = cfg_.num_heads, KV = cfg_.kv_heads(), D = cfg_.head_dim();
   const float theta = float(cfg_.rope_theta);
@@ -360,17 +399,18 @@ void LlamaModel::backward(GradSink& sink, float dloss_scale) {
     // attention
     linear_backward(sink, L.o, reshape(datt_, {N, NH * D}), dresid_, reshape(a.att, {N, NH * D}), false);
     sink.grad_ready(L.o);
-    be_.attention_backward(dq_, dk_, dv_, datt_, a.q, a.k, a.v, a.att, a.lse);
-    be_.rope_backward(dq_, theta);
-    be_.rope_backward(dk_, theta);
+    const auto [dq, dk, dv] = attention_grads(a);  // over gate/up, dead since the MLP's backward
+    be_.attention_backward(dq, dk, dv, datt_, a.q, a.k, a.v, a.att, a.lse);
+    be_.rope_backward(dq, theta);
+    be_.rope_backward(dk, theta);
     // ln2 (dead now) shares ln1's buffer: recompute ln1 for the q/k/v weight
     // gradients. W(L.ln1) is unchanged until grad_ready(L.ln1) below.
     be_.rmsnorm_forward(a.ln1, a.rstd1, a.x, W(L.ln1), float(cfg_.rms_norm_eps));
-    linear_backward(sink, L.v, dln_, reshape(dv_, {N, KV * D}), a.ln1, false);
+    linear_backward(sink, L.v, dln_, reshape(dv, {N, KV * D}), a.ln1, false);
     sink.grad_ready(L.v);
-    linear_backward(sink, L.k, dln_, reshape(dk_, {N, KV * D}), a.ln1, true);
+    linear_backward(sink, L.k, dln_, reshape(dk, {N, KV * D}), a.ln1, true);
     sink.grad_ready(L.k);
-    linear_backward(sink, L.q, dln_, reshape(dq_, {N, NH * D}), a.ln1, true);
+    linear_backward(sink, L.q, dln_, reshape(dq, {N, NH * D}), a.ln1, true);
     sink.grad_ready(L.q);
     g = grad_for(sink, L.ln1, &acc);
     if (!acc) be_.zero(g);
