@@ -17,6 +17,10 @@ emu_take_generated() {
 
 SANFLAGS=""
 [ -n "${SAN:-}" ] && SANFLAGS="-fsanitize=$SAN -fno-omit-frame-pointer"
+# UBSan reports and goes on by default, so a misaligned vector access (a
+# fault on a GPU: CUDA's int4/float4 are 16-byte aligned types here too)
+# would pass as a warning in the log: stop at the first report instead.
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 EMU_FLAGS="-std=c++20 -O1 -g $SANFLAGS -fopenmp -Wno-stringop-overflow -I$HERE -I$ROOT -I$ROOT/src
   -I/usr/local/cuda/include -DGALORE_WITH_CUDA=1 -DFMT_SHARED -DSPDLOG_COMPILED_LIB -DSPDLOG_FMT_EXTERNAL
   -DSPDLOG_SHARED_LIB -include $HERE/emu_runtime.h"
