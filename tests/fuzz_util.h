@@ -17,14 +17,15 @@
 namespace gt::test {
 
 // 1 to 3 of: flip a bit, set a byte to a boundary value, truncate, insert
-// random bytes, erase a range, copy one range over another. `hot` > 0 puts
+// random bytes, erase a range, push a number out of range, copy one range
+// over another. `hot` > 0 puts
 // the edits in the first `hot` bytes (the header) three times out of four.
 inline std::string mutate_bytes(std::string s, Rng& r, size_t hot = 0) {
   const int edits = 1 + int(r.below(3));
   for (int e = 0; e < edits; ++e) {
     const size_t span = (hot > 0 && hot < s.size() && r.below(4) != 0) ? hot : s.size();
     const size_t at = r.below(span + 1);
-    switch (r.below(6)) {
+    switch (r.below(7)) {
       case 0:
         if (at < s.size()) s[at] = char(uint8_t(s[at]) ^ uint8_t(1u << r.below(8)));
         break;
@@ -41,6 +42,11 @@ inline std::string mutate_bytes(std::string s, Rng& r, size_t hot = 0) {
         break;
       }
       case 4: s.erase(std::min(at, s.size()), 1 + r.below(32)); break;
+      case 5: {  // a number out of double's range: "128" -> "1e99928" (nlohmann throws out_of_range, not parse_error)
+        const size_t digit = s.find_first_of("0123456789", std::min(at, s.size()));
+        if (digit != std::string::npos) s.insert(digit + 1, r.below(2) ? "e999" : "e-999");
+        break;
+      }
       default: {
         if (s.empty()) break;
         const size_t from = r.below(s.size()), n = 1 + r.below(16);
