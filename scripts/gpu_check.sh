@@ -3,6 +3,8 @@
 # present, run the gpu-labelled tests, run compute-sanitizer (memcheck and
 # racecheck) over the kernel tests, run scripts/bench.sh, and print a
 # summary table last (the benchmark table just above it). Meant to finish within 8 minutes.
+# (The build for one architecture took 215 s wall at -j2 on the 2-core dev box,
+# session 8; the lent machine has 16 cores.)
 #
 # Usage:  bash scripts/gpu_check.sh
 #   env:  BUILD_DIR (default build-gpu)   JOBS (default nproc)
