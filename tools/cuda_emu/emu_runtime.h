@@ -10,7 +10,10 @@
 // plan can be compared with it). Everything runs synchronously: streams are
 // no-ops and an event is always complete (it keeps the host time of its
 // cudaEventRecord, for elapsed times), so missing synchronizations cannot be
-// seen here.
+// seen here. (3) A new allocation is filled with 0xff bytes (NaN in fp32 and
+// bf16, -1 in integers; EMU_MALLOC_FILL=<byte> picks another): a GPU's
+// cudaMalloc memory holds whatever was there before, while fresh host pages
+// are zeros, so code that reads memory it never wrote would pass here.
 #pragma once
 #include <cuda_runtime.h>
 #include <chrono>
@@ -76,10 +79,18 @@ inline void emu_expect_host(const void* p, size_t n, const char* what) {
   if (n && emu_is_device(p, 1)) emu_die(what, p, n);
 }
 
+inline int emu_malloc_fill() {
+  static const int fill = [] {
+    const char* v = std::getenv("EMU_MALLOC_FILL");
+    return v ? int(std::strtol(v, nullptr, 0)) & 0xff : 0xff;
+  }();
+  return fill;
+}
 template <class T> inline cudaError_t emu_cudaMalloc(T** p, size_t n) {
   void* q = std::aligned_alloc(256, (n + 255) / 256 * 256 + 256);
   *p = reinterpret_cast<T*>(q);
   if (!q) return cudaErrorMemoryAllocation;
+  std::memset(q, emu_malloc_fill(), n);
   auto& t = emu_mem();
   std::lock_guard<std::mutex> l(t.mu);
   t.dev[reinterpret_cast<uintptr_t>(q)] = n;
@@ -105,6 +116,7 @@ template <class T> inline cudaError_t emu_cudaMallocHost(T** p, size_t n) {
   void* q = std::aligned_alloc(256, (n + 255) / 256 * 256 + 256);
   *p = reinterpret_cast<T*>(q);
   if (!q) return cudaErrorMemoryAllocation;
+  std::memset(q, emu_malloc_fill(), n);
   std::lock_guard<std::mutex> l(emu_mem().mu);
   emu_mem().host[reinterpret_cast<uintptr_t>(q)] = n;
   return cudaSuccess;
