@@ -373,6 +373,12 @@ TEST(ConfigOverrides, Malformed) {
   EXPECT_HAS(msg, "expected KEY=VALUE");
   msg = from_json_error("{}", {"=3"});
   EXPECT_HAS(msg, "key before '=' is empty");
+  msg = from_json_error("{}", {"optimizer.lr=1e400"});  // not JSON: no double holds it
+  EXPECT_HAS(msg, "--set optimizer.lr=1e400: 1e400 is out of range for optimizer.lr");
+  msg = from_json_error("{}", {"training.max_steps=-1e999"});
+  EXPECT_HAS(msg, "out of range for training.max_steps");
+  // a string key takes the text as it is
+  EXPECT_EQ(gt::config_from_json(json::object(), "x", {"logging.dir=1e400"}).logging.dir, "1e400");
 }
 
 TEST(ConfigOverrides, ValidatedLikeTheFile) {

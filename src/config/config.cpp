@@ -55,9 +55,16 @@ void apply_override(Config& cfg, const std::string& ov) {
   json v = json::parse(raw, nullptr, /*allow_exceptions=*/false);
   if (v.is_discarded()) v = raw;
   // For string keys the raw text is meant (--set logging.dir=2024, --set checkpoint.dir=null).
-  if (const KeyInfo* k = find_config_key(key)) {
-    if (k->type == KeyType::String && !v.is_string()) v = raw;
-    if (k->type == KeyType::StringList && !v.is_string() && !v.is_array()) v = raw;
+  const KeyInfo* k = find_config_key(key);
+  if (k && k->type == KeyType::String && !v.is_string()) v = raw;
+  if (k && k->type == KeyType::StringList && !v.is_string() && !v.is_array()) v = raw;
+  if (k && (k->type == KeyType::Int || k->type == KeyType::Float) && v.is_string()) {
+    // A number JSON cannot hold (1e400) is not meant as a string.
+    char* end = nullptr;
+    errno = 0;
+    const double d = std::strtod(raw.c_str(), &end);
+    if (!raw.empty() && end == raw.c_str() + raw.size() && errno == ERANGE && !std::isfinite(d))
+      fail("{}: {} is out of range for {}; pass a finite number", origin, raw, key);
   }
   apply_value(cfg, key, v, origin);
 }
