@@ -7,13 +7,21 @@
 // cudaMemcpyKind says (a host pointer handed to the device or the reverse is a
 // bug a real GPU turns into a fault or garbage), and (2) cudaMemGetInfo reports
 // an 80 GiB device whose used part is what the program allocated (the memory
-// plan can be compared with it). Everything runs synchronously: streams are
-// no-ops and an event is always complete (it keeps the host time of its
-// cudaEventRecord, for elapsed times), so missing synchronizations cannot be
-// seen here. (3) A new allocation is filled with 0xff bytes (NaN in fp32 and
+// plan can be compared with it). Kernels and most copies run synchronously:
+// streams are no-ops and an event keeps the host time of its cudaEventRecord,
+// for elapsed times. The exception, (4) below, is what a host can read too
+// early. (3) A new allocation is filled with 0xff bytes (NaN in fp32 and
 // bf16, -1 in integers; EMU_MALLOC_FILL=<byte> picks another): a GPU's
 // cudaMalloc memory holds whatever was there before, while fresh host pages
 // are zeros, so code that reads memory it never wrote would pass here.
+// (4) cudaMemcpyAsync from the device into pinned (cudaMallocHost) memory is
+// the one copy a GPU finishes after the call returns (into pageable memory it
+// returns when done). Here it takes a snapshot of the source (stream order),
+// fills the destination with the 0xff fill and lands only at a
+// synchronization that covers it: cudaStreamSynchronize,
+// cudaDeviceSynchronize, cudaMemcpy, cudaFree(Host), and cudaEventSynchronize
+// or a successful cudaEventQuery of an event recorded after the copy. A host
+// read without one sees the fill.
 #pragma once
 #include <cuda_runtime.h>
 #include <chrono>
@@ -23,6 +31,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <vector>
 
 struct EmuMemTable {
   std::mutex mu;
@@ -71,6 +80,38 @@ inline void emu_reset_device_peak() {
   std::fprintf(stderr, "emu runtime: %s (pointer %p, %zu bytes)\n", what, p, n);
   std::abort();
 }
+// Copies into pinned memory not landed yet (see (4) in the header), in stream order.
+struct EmuPendingCopy {
+  uint64_t seq;
+  void* dst;
+  std::vector<char> bytes;
+};
+struct EmuAsync {
+  std::mutex mu;
+  uint64_t seq = 0;  // copies enqueued so far
+  std::vector<EmuPendingCopy> pending;
+};
+inline EmuAsync& emu_async() {
+  static EmuAsync* a = new EmuAsync;  // never destroyed, like emu_mem()
+  return *a;
+}
+// Lands the pending copies enqueued at or before `upto` (all by default).
+inline void emu_land_copies(uint64_t upto = UINT64_MAX) {
+  EmuAsync& a = emu_async();
+  std::lock_guard<std::mutex> l(a.mu);
+  auto keep = a.pending.begin();
+  for (auto it = a.pending.begin(); it != a.pending.end(); ++it) {
+    if (it->seq <= upto)
+      std::memcpy(it->dst, it->bytes.data(), it->bytes.size());
+    else
+      *keep++ = std::move(*it);
+  }
+  a.pending.erase(keep, a.pending.end());
+}
+inline bool emu_is_pinned(const void* p, size_t n) {
+  std::lock_guard<std::mutex> l(emu_mem().mu);
+  return emu_in(emu_mem().host, p, n ? n : 1);
+}
 // p must be device memory ([p, p + n) inside one cudaMalloc), or host memory (not device).
 inline void emu_expect_device(const void* p, size_t n, const char* what) {
   if (n && !emu_is_device(p, n)) emu_die(what, p, n);
@@ -101,6 +142,7 @@ template <class T> inline cudaError_t emu_cudaMalloc(T** p, size_t n) {
 }
 inline cudaError_t emu_cudaFree(void* p) {
   if (!p) return cudaSuccess;
+  emu_land_copies();  // cudaFree synchronizes the device
   {
     auto& t = emu_mem();
     std::lock_guard<std::mutex> l(t.mu);
@@ -123,6 +165,7 @@ template <class T> inline cudaError_t emu_cudaMallocHost(T** p, size_t n) {
 }
 inline cudaError_t emu_cudaFreeHost(void* p) {
   if (!p) return cudaSuccess;
+  emu_land_copies();  // as does cudaFreeHost
   {
     std::lock_guard<std::mutex> l(emu_mem().mu);
     if (!emu_mem().host.erase(reinterpret_cast<uintptr_t>(p)))
@@ -150,11 +193,21 @@ inline void emu_check_copy(void* d, const void* s, size_t n, cudaMemcpyKind k) {
 }
 inline cudaError_t emu_cudaMemcpy(void* d, const void* s, size_t n, cudaMemcpyKind k) {
   emu_check_copy(d, s, n, k);
+  emu_land_copies();  // a synchronous copy waits for the work before it
   std::memmove(d, s, n);
   return cudaSuccess;
 }
 inline cudaError_t emu_cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind k, cudaStream_t = 0) {
-  return emu_cudaMemcpy(d, s, n, k);
+  emu_check_copy(d, s, n, k);
+  if (k == cudaMemcpyDeviceToHost && n && emu_is_pinned(d, n)) {
+    EmuAsync& a = emu_async();
+    std::lock_guard<std::mutex> l(a.mu);
+    a.pending.push_back({++a.seq, d, std::vector<char>(static_cast<const char*>(s), static_cast<const char*>(s) + n)});
+    std::memset(d, emu_malloc_fill(), n);
+    return cudaSuccess;
+  }
+  std::memmove(d, s, n);
+  return cudaSuccess;
 }
 inline cudaError_t emu_cudaMemset(void* d, int v, size_t n) {
   emu_expect_device(d, n, "cudaMemset: destination is not (inside) a device allocation");
@@ -165,8 +218,14 @@ inline cudaError_t emu_cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t = 
 inline cudaError_t emu_cudaStreamCreate(cudaStream_t* s) { *s = reinterpret_cast<cudaStream_t>(uintptr_t(64)); return cudaSuccess; }
 inline cudaError_t emu_cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) { return emu_cudaStreamCreate(s); }
 inline cudaError_t emu_cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
-inline cudaError_t emu_cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-inline cudaError_t emu_cudaDeviceSynchronize() { return cudaSuccess; }
+inline cudaError_t emu_cudaStreamSynchronize(cudaStream_t) {
+  emu_land_copies();
+  return cudaSuccess;
+}
+inline cudaError_t emu_cudaDeviceSynchronize() {
+  emu_land_copies();
+  return cudaSuccess;
+}
 inline cudaError_t emu_cudaGetDeviceCount(int* n) { *n = 1; return cudaSuccess; }
 inline cudaError_t emu_cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
 inline cudaError_t emu_cudaGetDeviceProperties(cudaDeviceProp* p, int) { std::memset(p, 0, sizeof(*p)); std::strcpy(p->name, "emulator"); p->major = 9; return cudaSuccess; }
@@ -176,11 +235,12 @@ inline cudaError_t emu_cudaMemGetInfo(size_t* f, size_t* t) {
   *f = used < kEmuDeviceBytes ? kEmuDeviceBytes - used : 0;
   return cudaSuccess;
 }
-// Events: everything is synchronous, so an event is always complete, and the
-// host clock at cudaEventRecord is its time.
+// Events: an event is always complete, and the host clock at cudaEventRecord
+// is its time; waiting on it lands the pinned copies enqueued before it.
 struct EmuEvent {
   std::chrono::steady_clock::time_point t{};
   bool recorded = false;
+  uint64_t copies = 0;  // pinned copies enqueued before the record
 };
 inline cudaError_t emu_cudaEventCreate(cudaEvent_t* e) {
   *e = reinterpret_cast<cudaEvent_t>(new EmuEvent);
@@ -195,10 +255,15 @@ inline cudaError_t emu_cudaEventRecord(cudaEvent_t e, cudaStream_t = 0) {
   auto* ev = reinterpret_cast<EmuEvent*>(e);
   ev->t = std::chrono::steady_clock::now();
   ev->recorded = true;
+  std::lock_guard<std::mutex> l(emu_async().mu);
+  ev->copies = emu_async().seq;
   return cudaSuccess;
 }
-inline cudaError_t emu_cudaEventQuery(cudaEvent_t) { return cudaSuccess; }
-inline cudaError_t emu_cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+inline cudaError_t emu_cudaEventSynchronize(cudaEvent_t e) {
+  emu_land_copies(reinterpret_cast<EmuEvent*>(e)->copies);
+  return cudaSuccess;
+}
+inline cudaError_t emu_cudaEventQuery(cudaEvent_t e) { return emu_cudaEventSynchronize(e); }
 inline cudaError_t emu_cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
   const auto *ea = reinterpret_cast<EmuEvent*>(a), *eb = reinterpret_cast<EmuEvent*>(b);
   if (!ea->recorded || !eb->recorded) return cudaErrorInvalidResourceHandle;  // as CUDA: never recorded
