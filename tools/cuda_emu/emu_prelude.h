@@ -1,6 +1,6 @@
 // CPU emulation of the CUDA execution model for testing kernels without a GPU.
-// Blocks run one after another; the threads of a block are host threads (a pool of
-// persistent std::threads, EmuPool below);
+// Blocks run one after another, in a shuffled order (emu_launch); the threads
+// of a block are host threads (a pool of persistent std::threads, EmuPool below);
 // __syncthreads and __syncwarp are std::barrier; shuffles go through a per-warp
 // exchange array between two warp barriers; __shared__ is `static` (shared by
 // the block's threads; blocks do not overlap). Dynamic shared memory is filled
@@ -21,6 +21,8 @@
 #include <semaphore>
 #include <cstdint>
 #include <pthread.h>
+#include <random>
+#include <string>
 
 struct EmuWarp { std::unique_ptr<std::barrier<>> bar; double slots[32]; };
 struct EmuCtx {
@@ -179,28 +181,39 @@ inline void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<v
   std::vector<float> dyn_store(smem / 4 + 8 + 32);
   float* const dyn_base = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(dyn_store.data()) + 127) & ~uintptr_t(127));
   const size_t dyn_n = smem / 4 + 8;
-  for (unsigned bz = 0; bz < grid.z; ++bz)
-    for (unsigned by = 0; by < grid.y; ++by)
-      for (unsigned bx = 0; bx < grid.x; ++bx) {
-        std::fill(dyn_base, dyn_base + dyn_n, NAN);
-        emu_dyn_smem = dyn_base;
-        std::barrier<> bar(nt);
-        std::vector<EmuWarp> warps(static_cast<size_t>(nwarps));
-        for (int w = 0; w < nwarps; ++w)
-          warps[size_t(w)].bar = std::make_unique<std::barrier<>>(std::min(32, nt - 32 * w));
-        const std::function<void(int)> thread_body = [&](int t) {
-          emu.tid = dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
-          emu.bid = dim3(bx, by, bz);
-          emu.bdim = block;
-          emu.gdim = grid;
-          emu.block_bar = &bar;
-          emu.warp = &warps[t / 32];
-          f();
-          bar.arrive_and_drop();
-          emu.warp->bar->arrive_and_drop();
-        };
-        emu_pool().run(nt, thread_body);
-      }
+  // Blocks run one at a time, in a shuffled order (a fixed seed per launch, so
+  // runs repeat): a GPU gives no order, and a kernel whose block reads what
+  // another block of the same launch writes would pass in index order.
+  // EMU_BLOCK_ORDER=forward gives index order.
+  static const bool forward = [] {
+    const char* v = std::getenv("EMU_BLOCK_ORDER");
+    return v && std::string(v) == "forward";
+  }();
+  std::vector<uint64_t> order(size_t(grid.x) * grid.y * grid.z);
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  if (!forward) std::shuffle(order.begin(), order.end(), std::mt19937_64(uint64_t(emu_launches.load())));
+  for (const uint64_t linear : order) {
+    const unsigned bx = unsigned(linear % grid.x), by = unsigned(linear / grid.x % grid.y),
+                   bz = unsigned(linear / (uint64_t(grid.x) * grid.y));
+    std::fill(dyn_base, dyn_base + dyn_n, NAN);
+    emu_dyn_smem = dyn_base;
+    std::barrier<> bar(nt);
+    std::vector<EmuWarp> warps(static_cast<size_t>(nwarps));
+    for (int w = 0; w < nwarps; ++w)
+      warps[size_t(w)].bar = std::make_unique<std::barrier<>>(std::min(32, nt - 32 * w));
+    const std::function<void(int)> thread_body = [&](int t) {
+      emu.tid = dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
+      emu.bid = dim3(bx, by, bz);
+      emu.bdim = block;
+      emu.gdim = grid;
+      emu.block_bar = &bar;
+      emu.warp = &warps[t / 32];
+      f();
+      bar.arrive_and_drop();
+      emu.warp->bar->arrive_and_drop();
+    };
+    emu_pool().run(nt, thread_body);
+  }
 }
 
 // WMMA (nvcuda::wmma) emulation; gen.py also maps `#include <mma.h>` to it.
