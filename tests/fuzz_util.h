@@ -18,8 +18,8 @@ namespace gt::test {
 
 // 1 to 3 of: flip a bit, set a byte to a boundary value, truncate, insert
 // random bytes, erase a range, push a number out of range, copy one range
-// over another. `hot` > 0 puts
-// the edits in the first `hot` bytes (the header) three times out of four.
+// over another. `hot` > 0 puts the edits in the first `hot` bytes (the
+// header) three times out of four.
 inline std::string mutate_bytes(std::string s, Rng& r, size_t hot = 0) {
   const int edits = 1 + int(r.below(3));
   for (int e = 0; e < edits; ++e) {
