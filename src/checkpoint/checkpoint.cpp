@@ -303,7 +303,7 @@ std::string verify_impl(const std::string& path) {
     if (ec || !files[f]["bytes"].is_number_unsigned() || size != files[f]["bytes"].get<uint64_t>())
       return fmt::format("{} has {} bytes, COMPLETE says {} (truncated or damaged)", f, size,
                          files[f]["bytes"].dump());
-    if (xxh64_file_hex(p) != files[f]["xxh64"]) return fmt::format("hash mismatch in {} (damaged)", f);
+    if (xxh64_file_hex(p) != files[f]["xxh64"].get<std::string>()) return fmt::format("hash mismatch in {} (damaged)", f);
   }
   return "";
 }
