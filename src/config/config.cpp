@@ -188,11 +188,8 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   json j;
   try {
     j = json::parse(text.str());
-  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e400
-    // Drop the "[json.exception.parse_error.101] " prefix; keep the line/column.
-    std::string msg = e.what();
-    if (const auto p = msg.find("] "); msg.rfind("[json.exception", 0) == 0 && p != std::string::npos) msg = msg.substr(p + 2);
-    fail("{}: not valid JSON: {}", path, msg);
+  } catch (const json::exception& e) {  // parse_error (with line/column), or out_of_range for a number like 1e400
+    fail("{}: not valid JSON: {}", path, json_reason(e));
   }
   return config_from_json(j, path, overrides);
 }

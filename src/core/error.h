@@ -21,6 +21,13 @@ inline std::string one_line(const std::string& s) {
   return out;
 }
 
+// nlohmann::json's message without its "[json.exception.parse_error.101] " prefix.
+inline std::string json_reason(const std::exception& e) {
+  const std::string what = e.what();
+  const auto p = what.find("] ");
+  return what.rfind("[json.exception", 0) == 0 && p != std::string::npos ? what.substr(p + 2) : what;
+}
+
 struct Error : std::runtime_error {
   explicit Error(const std::string& message) : std::runtime_error(one_line(message)) {}
 };

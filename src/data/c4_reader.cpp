@@ -153,9 +153,7 @@ bool parse_c4_line(std::string_view line, std::string* text, std::string* why) {
                        reason == std::string::npos ? what : what.substr(reason));
     return false;
   } catch (const nlohmann::json::exception& e) {  // out_of_range: a number such as 1e400
-    std::string what = e.what();
-    const auto p = what.find("] ");
-    *why = fmt::format("not usable JSON ({})", p == std::string::npos ? what : what.substr(p + 2));
+    *why = fmt::format("not usable JSON ({})", json_reason(e));
     return false;
   }
   if (!j.is_object()) {
