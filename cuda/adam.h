@@ -21,4 +21,13 @@ GT_HD float adam_moments_update(float g, float* m, float* v, float beta1, float 
   return *m / (sqrtf(*v) + eps);
 }
 
+// The factor clip_gradient (optim/basic.h) multiplies a gradient by: the global
+// clip_scale, times clip_norm/‖g‖ when clip_norm > 0 and ‖g‖² = sq exceeds
+// clip_norm² (per-tensor clipping). The factor in double, the product in float.
+GT_HD float clip_factor(double sq, float clip_scale, double clip_norm) {
+  float scale = clip_scale;
+  if (clip_norm > 0.0 && sq > clip_norm * clip_norm) scale *= float(clip_norm / sqrt(sq));
+  return scale;
+}
+
 }  // namespace gt

@@ -50,15 +50,36 @@ void adam32_step_cpu(const float* g, float* dir, float* m, float* v, int64_t n, 
 #include <cuda_runtime.h>
 namespace gt {
 // ---- CUDA (cuda/galore_adam8bit.cu): the same steps on device arrays ----
-// adam8bit_step_cpu on the device: one 256-thread block per absmax block, the
-// block absmax by a max-reduction (order-free, so deterministic). map_m/map_v
-// are device copies of dynamic_map_signed()/dynamic_map_unsigned() [256].
+constexpr int kAdam8Threads = 256;   // 8 warps per CTA, one warp per absmax block at a time
+constexpr int kAdam8MaxCtas = 1024;  // grid cap: the grid, and so the partial sums, are fixed for a given n
+
+// Gradient clipping (and, 8-bit only, statistics) folded into the Adam kernels' one pass over g:
+//   every element is used as g * clip_factor(‖g‖², clip_scale, clip_norm) (cuda/adam.h),
+//   with ‖g‖² read from the device at tensor_sq (computed beforehand; only needed when
+//   clip_norm > 0);
+//   8-bit kernels with psq/pnf (device [adam8bit_ctas(n)]): CTA c writes the sum of squares
+//   (double) of the finite raw gradients it read to psq[c] and their non-finite count to
+//   pnf[c]: clip_gradient's statistics, before clipping, for a fixed-order final sum.
+// g itself is not written. The default is no clipping and no statistics.
+struct AdamClip {
+  float clip_scale = 1.0f;
+  double clip_norm = 0.0;
+  const double* tensor_sq = nullptr;
+  double* psq = nullptr;
+  unsigned long long* pnf = nullptr;
+};
+// CTAs of an 8-bit launch over n elements (<= kAdam8MaxCtas).
+int adam8bit_ctas(int64_t n);
+
+// adam8bit_step_cpu on the device: one warp per absmax block (8 elements per
+// lane), the block absmax by a warp max (order-free, so deterministic).
+// map_m/map_v are device copies of dynamic_map_signed()/dynamic_map_unsigned() [256].
 void adam8bit_step_cuda(const float* g, float* dir, uint8_t* cm, uint8_t* cv, float* am, float* av, int64_t n,
                         const float* map_m, const float* map_v, float beta1, float beta2, float eps,
-                        cudaStream_t stream);
+                        cudaStream_t stream, const AdamClip& clip = {});
 // adam32_step_cpu on the device.
 void adam32_step_cuda(const float* g, float* dir, float* m, float* v, int64_t n, float beta1, float beta2, float eps,
-                      cudaStream_t stream);
+                      cudaStream_t stream, const AdamClip& clip = {});
 // w[n] -= step_size * dir[n]; then w -= decay * w (decoupled weight decay), as
 // apply_adamw_direction (optim/adamw8bit.cpp). Elements whose g is not finite
 // are left alone; g may be null (GaLore: the caller passes the projected-back
@@ -72,11 +93,10 @@ void apply_adamw_direction_cuda(__nv_bfloat16* w, const float* dir, const float*
 // The steps above with a bf16 direction dir[n] (GaLore: it feeds a bf16 GEMM).
 void adam8bit_step_cuda(const float* g, __nv_bfloat16* dir, uint8_t* cm, uint8_t* cv, float* am, float* av, int64_t n,
                         const float* map_m, const float* map_v, float beta1, float beta2, float eps,
-                        cudaStream_t stream);
+                        cudaStream_t stream, const AdamClip& clip = {});
 void adam32_step_cuda(const float* g, __nv_bfloat16* dir, float* m, float* v, int64_t n, float beta1, float beta2,
-                      float eps, cudaStream_t stream);
-// Full-rank AdamW fused: the moment update of adam8bit_step_cuda (one block per
-// absmax block) / adam32_step_cuda, then at once, without a dir buffer,
+                      float eps, cudaStream_t stream, const AdamClip& clip = {});
+// Full-rank AdamW fused: the moment update of adam8bit_step_cuda / adam32_step_cuda, then at once, without a dir buffer,
 // w[n] -= step_size * m/(sqrt(v)+eps); w -= decay * w, skipping elements whose
 // g is not finite (AdamMoments::step + apply_adamw_direction). TG, TW: float or
 // __nv_bfloat16. sr_seed != 0 rounds a bf16 w stochastically (cuda/stochastic_round.h,
@@ -84,10 +104,11 @@ void adam32_step_cuda(const float* g, __nv_bfloat16* dir, float* m, float* v, in
 template <typename TG, typename TW>
 void adam8bit_update_cuda(const TG* g, TW* w, uint8_t* cm, uint8_t* cv, float* am, float* av, int64_t n,
                           const float* map_m, const float* map_v, float beta1, float beta2, float eps, float step_size,
-                          float decay, uint64_t sr_seed, cudaStream_t stream);
+                          float decay, uint64_t sr_seed, cudaStream_t stream, const AdamClip& clip = {});
 template <typename TG, typename TW>
 void adam32_update_cuda(const TG* g, TW* w, float* m, float* v, int64_t n, float beta1, float beta2, float eps,
-                        float step_size, float decay, uint64_t sr_seed, cudaStream_t stream);
+                        float step_size, float decay, uint64_t sr_seed, cudaStream_t stream,
+                        const AdamClip& clip = {});
 // w[n] -= step_size * d[n]; w -= decay * w, on every element (GaLore's update with
 // the back-projected direction). TW float or __nv_bfloat16; sr_seed as above.
 template <typename TW>

@@ -19,7 +19,8 @@ namespace gt {
 namespace {
 
 static_assert(kQuantBlock == 256, "one thread per element of an absmax block, one per map entry");
-constexpr int kWarps = kQuantBlock / 32;
+static_assert(kAdam8Threads == 256, "the map load and block_max256 take one thread per entry");
+constexpr int kWarps = kAdam8Threads / 32;
 
 // The AdamW weight update of one element (apply_adamw_direction, optim/adamw8bit.cpp).
 __device__ __forceinline__ float adamw_apply(float w, float d, float step_size, float decay) {
@@ -49,57 +50,191 @@ __device__ __forceinline__ float block_max256(float x, float* red) {
   return r;
 }
 
-// One block per absmax block b, thread j <-> element i = b*256 + j. The three
-// phases of adam8bit.h; the barrier between phases 1 and 3 also guarantees
-// that every thread has read the old absmax before thread 0 replaces it.
+// ---- 8 consecutive elements per lane: one 16- or 32-byte access when `vec`
+// (every pointer 16-byte aligned and the 8 elements inside [0, n)), else one
+// element at a time. Elements past n read as 0 and are not written.
+__device__ __forceinline__ void load8(const float* p, int64_t i, int64_t n, bool vec, float* out) {
+  if (vec) {
+    const float4 a = *reinterpret_cast<const float4*>(p + i), b = *reinterpret_cast<const float4*>(p + i + 4);
+    out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w, out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
+    return;
+  }
+#pragma unroll
+  for (int k = 0; k < 8; ++k) out[k] = i + k < n ? p[i + k] : 0.0f;
+}
+__device__ __forceinline__ void load8(const bf16* p, int64_t i, int64_t n, bool vec, float* out) {
+  if (vec) return load_bf16x8(p + i, out);
+#pragma unroll
+  for (int k = 0; k < 8; ++k) out[k] = i + k < n ? to_f32(p[i + k]) : 0.0f;
+}
+__device__ __forceinline__ void load8(const uint8_t* p, int64_t i, int64_t n, bool vec, uint8_t* out) {
+  if (vec) {
+    const uint2 raw = *reinterpret_cast<const uint2*>(p + i);
+    const uint8_t* b = reinterpret_cast<const uint8_t*>(&raw);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) out[k] = b[k];
+    return;
+  }
+#pragma unroll
+  for (int k = 0; k < 8; ++k) out[k] = i + k < n ? p[i + k] : uint8_t(0);
+}
+__device__ __forceinline__ void store8(float* p, int64_t i, int64_t n, bool vec, const float* v) {
+  if (vec) {
+    *reinterpret_cast<float4*>(p + i) = make_float4(v[0], v[1], v[2], v[3]);
+    *reinterpret_cast<float4*>(p + i + 4) = make_float4(v[4], v[5], v[6], v[7]);
+    return;
+  }
+#pragma unroll
+  for (int k = 0; k < 8; ++k)
+    if (i + k < n) p[i + k] = v[k];
+}
+__device__ __forceinline__ void store8(bf16* p, int64_t i, int64_t n, bool vec, const float* v) {  // to nearest
+  if (vec) return store_bf16x8(p + i, v);
+#pragma unroll
+  for (int k = 0; k < 8; ++k)
+    if (i + k < n) p[i + k] = __float2bfloat16(v[k]);
+}
+__device__ __forceinline__ void store8(uint8_t* p, int64_t i, int64_t n, bool vec, const uint8_t* c) {
+  if (vec) {
+    uint2 raw;
+    uint8_t* b = reinterpret_cast<uint8_t*>(&raw);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) b[k] = c[k];
+    *reinterpret_cast<uint2*>(p + i) = raw;
+    return;
+  }
+#pragma unroll
+  for (int k = 0; k < 8; ++k)
+    if (i + k < n) p[i + k] = c[k];
+}
+
+// The value a weight element is stored as: itself (fp32), or the bf16 it
+// rounds to stochastically when sr_seed != 0 (exact in bf16, so store8's
+// round to nearest keeps it); to nearest otherwise.
+__device__ __forceinline__ float rounded_w(float, float x, int64_t, uint64_t) { return x; }
+__device__ __forceinline__ float rounded_w(bf16, float x, int64_t i, uint64_t sr_seed) {
+  return sr_seed ? round_bf16_stochastic(x, sr_seed, uint64_t(i)) : x;
+}
+
+__device__ __forceinline__ double warp_sum_f64(double v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ unsigned long long warp_sum_u64(unsigned long long v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// The 8-bit step, one warp per absmax block (256 elements, 8 consecutive per
+// lane, in registers from load to requantization): the three phases of
+// adam8bit.h with the block absmax as a warp max (order-free: deterministic).
+// Warps stride over the absmax blocks: warp w of CTA c takes blocks
+// c*8 + w + k*gridDim.x*8. Each element's gradient is first multiplied by the
+// clip factor (clip_factor of cuda/adam.h, with ‖g‖² from clip.tensor_sq when
+// it is given); with clip.psq, CTA c also writes the sum of squares of the
+// finite raw gradients it read to psq[c] and their non-finite count to pnf[c]
+// (per lane in k order, then fixed trees: a fixed grid gives fixed bits).
 // kUpdate false: out = dir [n] (TO float or bf16), m/(sqrt(v)+eps), 0 where g is
 // not finite. kUpdate true: out = w [n], updated in place from the direction
 // (fused AdamW; elements with a non-finite g are left alone).
 template <bool kUpdate, typename TG, typename TO>
-__global__ void __launch_bounds__(kQuantBlock)
+__global__ void __launch_bounds__(kAdam8Threads, 4)
     adam8bit_kernel(const TG* g, TO* out, uint8_t* cm, uint8_t* cv, float* am, float* av, int64_t n,
                     const float* map_m_global, const float* map_v_global, float beta1, float beta2, float eps,
-                    float step_size, float decay, uint64_t sr_seed) {
+                    float step_size, float decay, uint64_t sr_seed, AdamClip clip, bool vec_ok) {
   __shared__ float map_m[256], map_v[256];
-  __shared__ float red_m[kWarps], red_v[kWarps];
-  const int j = threadIdx.x;
-  map_m[j] = map_m_global[j];
-  map_v[j] = map_v_global[j];
+  __shared__ double red_sq[kWarps];
+  __shared__ unsigned long long red_nf[kWarps];
+  for (int j = threadIdx.x; j < 256; j += blockDim.x) {
+    map_m[j] = map_m_global[j];
+    map_v[j] = map_v_global[j];
+  }
   __syncthreads();
-
-  const int64_t b = blockIdx.x;
-  const int64_t i = b * kQuantBlock + j;
-  const bool in = i < n;
-  // 1) moments in fp32 (0 for elements past n and for non-finite gradients).
-  float m = 0.0f, v = 0.0f;
-  if (in) {
-    const bool ok = adam8_moments(to_f32(g[i]), cm[i], cv[i], am[b], av[b], map_m, map_v, beta1, beta2, &m, &v);
-    if constexpr (kUpdate) {
-      if (ok) store_w(out, i, adamw_apply(to_f32(out[i]), adam8_direction(m, v, eps), step_size, decay), sr_seed);
-    } else {
-      out[i] = from_f32<TO>(ok ? adam8_direction(m, v, eps) : 0.0f);
+  const float scale = clip_factor(clip.tensor_sq ? *clip.tensor_sq : 0.0, clip.clip_scale, clip.clip_norm);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t nqb = quant8_blocks(n);
+  double sq = 0.0;
+  unsigned long long nonfinite = 0;
+  for (int64_t b = int64_t(blockIdx.x) * kWarps + warp; b < nqb; b += int64_t(gridDim.x) * kWarps) {
+    const int64_t i0 = b * kQuantBlock + lane * 8;
+    const bool vec = vec_ok && i0 + 8 <= n;
+    float gv[8], m[8], v[8], o[8];
+    uint8_t c_m[8], c_v[8];
+    load8(g, i0, n, vec, gv);
+    load8(cm, i0, n, vec, c_m);
+    load8(cv, i0, n, vec, c_v);
+    if constexpr (kUpdate) load8(out, i0, n, vec, o);
+    const float amax_m_old = am[b], amax_v_old = av[b];
+    // 1) moments in fp32 (0 for elements past n and for non-finite gradients).
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      m[k] = v[k] = 0.0f;
+      if (i0 + k >= n) continue;
+      if (finite_f32(gv[k]))
+        sq += double(gv[k]) * double(gv[k]);
+      else
+        ++nonfinite;
+      const bool ok = adam8_moments(gv[k] * scale, c_m[k], c_v[k], amax_m_old, amax_v_old, map_m, map_v, beta1,
+                                    beta2, &m[k], &v[k]);
+      if constexpr (kUpdate)
+        o[k] = ok ? rounded_w(TO{}, adamw_apply(o[k], adam8_direction(m[k], v[k], eps), step_size, decay), i0 + k,
+                              sr_seed)
+                  : o[k];
+      else
+        o[k] = ok ? adam8_direction(m[k], v[k], eps) : 0.0f;
     }
+    store8(out, i0, n, vec, o);
+    // 2) block absmax of |m| and v; every lane has read the old absmax (the
+    //    shuffles order the warp) before lane 0 replaces it.
+    float amax_m = 0.0f, amax_v = 0.0f;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      amax_m = fmaxf(amax_m, fabsf(m[k]));
+      amax_v = fmaxf(amax_v, v[k]);
+    }
+    amax_m = warp_max(amax_m);
+    amax_v = warp_max(amax_v);
+    if (lane == 0) {
+      am[b] = amax_m;
+      av[b] = amax_v;
+    }
+    // 3) requantize with the new absmax.
+    const float inv_m = quant8_inv_absmax(amax_m), inv_v = quant8_inv_absmax(amax_v);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      c_m[k] = quant8(map_m, m[k], inv_m);
+      c_v[k] = quant8(map_v, v[k], inv_v);
+    }
+    store8(cm, i0, n, vec, c_m);
+    store8(cv, i0, n, vec, c_v);
   }
-  // 2) block absmax of |m| and v.
-  const float amax_m = block_max256(fabsf(m), red_m);
-  const float amax_v = block_max256(v, red_v);
-  if (j == 0) {
-    am[b] = amax_m;
-    av[b] = amax_v;
+  if (!clip.psq) return;  // (uniform over the CTA)
+  sq = warp_sum_f64(sq);
+  nonfinite = warp_sum_u64(nonfinite);
+  if (lane == 0) {
+    red_sq[warp] = sq;
+    red_nf[warp] = nonfinite;
   }
-  // 3) requantize with the new absmax.
-  if (in) {
-    cm[i] = quant8(map_m, m, quant8_inv_absmax(amax_m));
-    cv[i] = quant8(map_v, v, quant8_inv_absmax(amax_v));
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double s = 0.0;
+    unsigned long long c = 0;
+    for (int w = 0; w < kWarps; ++w) s += red_sq[w], c += red_nf[w];
+    clip.psq[blockIdx.x] = s;
+    clip.pnf[blockIdx.x] = c;
   }
 }
 
-// fp32 states, grid-stride; out as adam8bit_kernel.
+// fp32 states, grid-stride; out and the clip factor as adam8bit_kernel (no
+// statistics: clip.psq must be null).
 template <bool kUpdate, typename TG, typename TO>
 __global__ void adam32_kernel(const TG* g, TO* out, float* m, float* v, int64_t n, float beta1, float beta2,
-                              float eps, float step_size, float decay, uint64_t sr_seed) {
+                              float eps, float step_size, float decay, uint64_t sr_seed, AdamClip clip) {
+  const float scale = clip_factor(clip.tensor_sq ? *clip.tensor_sq : 0.0, clip.clip_scale, clip.clip_norm);
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float gi = to_f32(g[i]);
+    const float gi = to_f32(g[i]) * scale;
     if (!finite_f32(gi)) {  // drop this element's history; no update
       m[i] = v[i] = 0.0f;
       if constexpr (!kUpdate) out[i] = from_f32<TO>(0.0f);
@@ -157,19 +292,21 @@ unsigned absmax_grid(int64_t n) {
 template <bool kUpdate, typename TG, typename TO>
 void adam8bit_launch(const TG* g, TO* out, uint8_t* cm, uint8_t* cv, float* am, float* av, int64_t n,
                      const float* map_m, const float* map_v, float beta1, float beta2, float eps, float step_size,
-                     float decay, uint64_t sr_seed, cudaStream_t stream) {
+                     float decay, uint64_t sr_seed, const AdamClip& clip, cudaStream_t stream) {
   if (n <= 0) return;
-  adam8bit_kernel<kUpdate, TG, TO><<<absmax_grid(n), kQuantBlock, 0, stream>>>(
-      g, out, cm, cv, am, av, n, map_m, map_v, beta1, beta2, eps, step_size, decay, sr_seed);
+  const bool vec = aligned16(g) && aligned16(out) && aligned16(cm) && aligned16(cv);
+  adam8bit_kernel<kUpdate, TG, TO><<<adam8bit_ctas(n), kAdam8Threads, 0, stream>>>(
+      g, out, cm, cv, am, av, n, map_m, map_v, beta1, beta2, eps, step_size, decay, sr_seed, clip, vec);
   CUDA_CHECK_LAUNCH();
 }
 
 template <bool kUpdate, typename TG, typename TO>
 void adam32_launch(const TG* g, TO* out, float* m, float* v, int64_t n, float beta1, float beta2, float eps,
-                   float step_size, float decay, uint64_t sr_seed, cudaStream_t stream) {
+                   float step_size, float decay, uint64_t sr_seed, const AdamClip& clip, cudaStream_t stream) {
   if (n <= 0) return;
+  GT_ASSERT(!clip.psq && !clip.pnf);  // the fp32 kernels leave the statistics to a separate pass
   adam32_kernel<kUpdate, TG, TO><<<grid_for(n), 256, 0, stream>>>(g, out, m, v, n, beta1, beta2, eps, step_size,
-                                                                   decay, sr_seed);
+                                                                   decay, sr_seed, clip);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -183,24 +320,28 @@ void apply_launch(TW* w, const float* dir, const float* g, int64_t n, float step
 
 }  // namespace
 
+int adam8bit_ctas(int64_t n) {
+  return int(std::max<int64_t>(1, std::min<int64_t>(kAdam8MaxCtas, ceil_div(quant8_blocks(n), kWarps))));
+}
+
 void adam8bit_step_cuda(const float* g, float* dir, uint8_t* cm, uint8_t* cv, float* am, float* av, int64_t n,
                         const float* map_m, const float* map_v, float beta1, float beta2, float eps,
-                        cudaStream_t stream) {
-  adam8bit_launch<false>(g, dir, cm, cv, am, av, n, map_m, map_v, beta1, beta2, eps, 0.0f, 0.0f, 0, stream);
+                        cudaStream_t stream, const AdamClip& clip) {
+  adam8bit_launch<false>(g, dir, cm, cv, am, av, n, map_m, map_v, beta1, beta2, eps, 0.0f, 0.0f, 0, clip, stream);
 }
 void adam8bit_step_cuda(const float* g, bf16* dir, uint8_t* cm, uint8_t* cv, float* am, float* av, int64_t n,
                         const float* map_m, const float* map_v, float beta1, float beta2, float eps,
-                        cudaStream_t stream) {
-  adam8bit_launch<false>(g, dir, cm, cv, am, av, n, map_m, map_v, beta1, beta2, eps, 0.0f, 0.0f, 0, stream);
+                        cudaStream_t stream, const AdamClip& clip) {
+  adam8bit_launch<false>(g, dir, cm, cv, am, av, n, map_m, map_v, beta1, beta2, eps, 0.0f, 0.0f, 0, clip, stream);
 }
 
 void adam32_step_cuda(const float* g, float* dir, float* m, float* v, int64_t n, float beta1, float beta2, float eps,
-                      cudaStream_t stream) {
-  adam32_launch<false>(g, dir, m, v, n, beta1, beta2, eps, 0.0f, 0.0f, 0, stream);
+                      cudaStream_t stream, const AdamClip& clip) {
+  adam32_launch<false>(g, dir, m, v, n, beta1, beta2, eps, 0.0f, 0.0f, 0, clip, stream);
 }
 void adam32_step_cuda(const float* g, bf16* dir, float* m, float* v, int64_t n, float beta1, float beta2, float eps,
-                      cudaStream_t stream) {
-  adam32_launch<false>(g, dir, m, v, n, beta1, beta2, eps, 0.0f, 0.0f, 0, stream);
+                      cudaStream_t stream, const AdamClip& clip) {
+  adam32_launch<false>(g, dir, m, v, n, beta1, beta2, eps, 0.0f, 0.0f, 0, clip, stream);
 }
 
 void apply_adamw_direction_cuda(float* w, const float* dir, const float* g, int64_t n, float step_size, float decay,
@@ -215,14 +356,15 @@ void apply_adamw_direction_cuda(bf16* w, const float* dir, const float* g, int64
 template <typename TG, typename TW>
 void adam8bit_update_cuda(const TG* g, TW* w, uint8_t* cm, uint8_t* cv, float* am, float* av, int64_t n,
                           const float* map_m, const float* map_v, float beta1, float beta2, float eps, float step_size,
-                          float decay, uint64_t sr_seed, cudaStream_t stream) {
-  adam8bit_launch<true>(g, w, cm, cv, am, av, n, map_m, map_v, beta1, beta2, eps, step_size, decay, sr_seed, stream);
+                          float decay, uint64_t sr_seed, cudaStream_t stream, const AdamClip& clip) {
+  adam8bit_launch<true>(g, w, cm, cv, am, av, n, map_m, map_v, beta1, beta2, eps, step_size, decay, sr_seed, clip,
+                        stream);
 }
 
 template <typename TG, typename TW>
 void adam32_update_cuda(const TG* g, TW* w, float* m, float* v, int64_t n, float beta1, float beta2, float eps,
-                        float step_size, float decay, uint64_t sr_seed, cudaStream_t stream) {
-  adam32_launch<true>(g, w, m, v, n, beta1, beta2, eps, step_size, decay, sr_seed, stream);
+                        float step_size, float decay, uint64_t sr_seed, cudaStream_t stream, const AdamClip& clip) {
+  adam32_launch<true>(g, w, m, v, n, beta1, beta2, eps, step_size, decay, sr_seed, clip, stream);
 }
 
 template <typename TW>
@@ -234,9 +376,9 @@ void apply_update_cuda(TW* w, const float* d, int64_t n, float step_size, float 
 #define GT_INSTANTIATE_UPDATE(TG, TW)                                                                               \
   template void adam8bit_update_cuda<TG, TW>(const TG*, TW*, uint8_t*, uint8_t*, float*, float*, int64_t,           \
                                              const float*, const float*, float, float, float, float, float, uint64_t, \
-                                             cudaStream_t);                                                          \
+                                             cudaStream_t, const AdamClip&);                                        \
   template void adam32_update_cuda<TG, TW>(const TG*, TW*, float*, float*, int64_t, float, float, float, float,     \
-                                           float, uint64_t, cudaStream_t);
+                                           float, uint64_t, cudaStream_t, const AdamClip&);
 GT_INSTANTIATE_UPDATE(float, float)
 GT_INSTANTIATE_UPDATE(float, bf16)
 GT_INSTANTIATE_UPDATE(bf16, float)

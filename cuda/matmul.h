@@ -17,7 +17,21 @@ void matmul_backward_cpu(float* dinp, float* dweight, const float* dout, const f
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <memory>
+#include <vector>
 namespace gt {
+// One GEMM shape's share of a timed stretch of work (CudaGemm::start_timing).
+struct GemmTiming {
+  int m = 0, n = 0, k = 0;           // column-major D[m,n] = op(A)[m,k] op(B)[k,n]
+  bool trans_a = false, trans_b = false, d_f32 = false, beta = false;  // beta: some call read D
+  int calls = 0;
+  double ms = 0.0;                   // total over the calls
+  double flops() const { return 2.0 * m * n * k * calls; }
+  // From time_candidates (per call, on scratch buffers): the algorithm in use,
+  // the fastest of the heuristic's first `candidates`, and its rank (0: the one in use).
+  double chosen_ms = -1.0, best_ms = -1.0;
+  int candidates = 0, best_rank = -1;
+};
+
 // ---- CUDA (cuda/matmul.cu): cuBLASLt GEMMs, bf16 inputs, fp32 compute ----
 // Owns the cuBLASLt handle (plus a cuBLAS handle for the rare shape Lt has no
 // algorithm for or refuses), a 32 MiB workspace and a per-shape algorithm cache. All work
@@ -41,6 +55,17 @@ class CudaGemm {
   // it (calls on one stream never overlap), e.g. the projector refresh's.
   void* workspace() const;
   size_t workspace_bytes() const;
+
+  // Diagnostics (galore-bench --gemm-report): from start_timing until
+  // finish_timing, up to max_calls GEMMs are bracketed by CUDA events (no
+  // host sync). start_timing allocates them, so call it outside a step.
+  void start_timing(int max_calls);
+  // Synchronizes the stream; the time per shape, largest total first.
+  std::vector<GemmTiming> finish_timing();
+  // For each shape, on scratch buffers of its size filled with random bf16:
+  // the median time per call of the algorithm in use and of each of the
+  // heuristic's first `candidates` algorithms (same constraints), `reps` runs each.
+  void time_candidates(std::vector<GemmTiming>& shapes, int candidates, int reps);
 
  private:
   struct Impl;

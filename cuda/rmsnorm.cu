@@ -105,13 +105,32 @@ __global__ void __launch_bounds__(kThreads)
         dx[c] = from_f32<bf16>(to_f32(dx[c]) + (r * to_f32(weight[c]) * to_f32(dy[c]) - to_f32(x[c]) * k));
     }
   }
-  // 2) partial dweight over this block's rows: channel per thread, rows in order.
-  //    (Reads dout/inp only, so it needs no barrier after step 1.)
-  for (int c = threadIdx.x; c < C; c += kThreads) {
-    float acc = 0.0f;
-    for (int n = row0; n < row1; ++n)
-      acc += to_f32(dout[int64_t(n) * C + c]) * to_f32(inp[int64_t(n) * C + c]) * rstd[n];
-    partial[int64_t(blockIdx.x) * C + c] = acc;
+  // 2) partial dweight over this block's rows: channel per thread (8 channels
+  //    per 16-byte load with VEC), rows in order, so both paths sum in the
+  //    same order. (Reads dout/inp only, so it needs no barrier after step 1.)
+  if (VEC) {
+    for (int c = threadIdx.x * 8; c < C; c += kThreads * 8) {
+      float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll 4
+      for (int n = row0; n < row1; ++n) {
+        float dyv[8], xv[8];
+        load_bf16x8(dout + int64_t(n) * C + c, dyv);
+        load_bf16x8(inp + int64_t(n) * C + c, xv);
+        const float r = rstd[n];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[e] += dyv[e] * xv[e] * r;
+      }
+      float* out = partial + int64_t(blockIdx.x) * C + c;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) out[e] = acc[e];
+    }
+  } else {
+    for (int c = threadIdx.x; c < C; c += kThreads) {
+      float acc = 0.0f;
+      for (int n = row0; n < row1; ++n)
+        acc += to_f32(dout[int64_t(n) * C + c]) * to_f32(inp[int64_t(n) * C + c]) * rstd[n];
+      partial[int64_t(blockIdx.x) * C + c] = acc;
+    }
   }
 }
 
@@ -121,6 +140,7 @@ __global__ void rmsnorm_dweight_reduce_kernel(T* dweight, const float* partial, 
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= C) return;
   float acc = 0.0f;
+#pragma unroll 8
   for (int g = 0; g < G; ++g) acc += partial[int64_t(g) * C + c];
   dweight[c] = from_f32<T>(to_f32(dweight[c]) + acc);
 }

@@ -11,8 +11,12 @@
 #   5. run 1 with the SIMT attention fallback (GALORE_ATTENTION_SIMT=1)
 #   6. run 1 forming every weight gradient (optimizer.galore.factored_projection=false):
 #      what projecting from the factors (dY, X) buys
+# Runs 1 and 2 also time one more step's GEMMs by shape (galore-bench
+# --gemm-report 8: time in the step, and each shape alone with the algorithm in
+# use and the best of cuBLASLt's first 8 candidates).
 # Each run also times one extra step by phase (galore-bench --profile: forward,
-# backward, optimizer, other; stream-ordered timestamps, no extra sync inside
+# backward, optimizer (split into refresh, projection, clip + Adam, weight
+# update and the rest), other; stream-ordered timestamps, no extra sync inside
 # the step), printed as a second table: where the time goes.
 # Every run is galore-bench (src/tools/galore_bench.cpp): median step time
 # after a warm-up. "executed TFLOP/s" counts what the step runs (recompute,
@@ -41,13 +45,15 @@ bench() {  # label config sets...
   for s in "$@"; do sets+=(--set "$s"); done
   echo "=== $label"
   "$BIN/galore-bench" --config "$config" "${sets[@]}" --steps "$STEPS" --warmup "$WARMUP" --label "$label" \
-    --json "$JSONL" --profile 2>&1 | grep -v " step [0-9]*/" || echo "FAILED: $label"
+    --json "$JSONL" --profile ${GEMM_REPORT:+--gemm-report "$GEMM_REPORT"} 2>&1 | grep -v " step [0-9]*/" ||
+    echo "FAILED: $label"
 }
 
 COMMON=(training.total_batch_size=16 training.micro_batch_size=16 training.seq_len=256 optimizer.per_layer_updates=true
   optimizer.name=galore_adamw8bit)
-bench llama1b-r512 configs/llama1b.json "${COMMON[@]}" optimizer.galore.rank=512
-bench llama7b-r1024-recompute configs/llama7b.json "${COMMON[@]}" optimizer.galore.rank=1024 training.recompute=true
+GEMM_REPORT=8 bench llama1b-r512 configs/llama1b.json "${COMMON[@]}" optimizer.galore.rank=512
+GEMM_REPORT=8 bench llama7b-r1024-recompute configs/llama7b.json "${COMMON[@]}" optimizer.galore.rank=1024 \
+  training.recompute=true
 STEPS=${REFRESH_STEPS:-3} WARMUP=1 bench llama7b-refresh-every-step configs/llama7b.json "${COMMON[@]}" \
   optimizer.galore.rank=1024 training.recompute=true optimizer.galore.update_proj_gap=1
 
@@ -80,14 +86,23 @@ for label, r in runs.items():
     mfu = "n/a" if r["mfu"] is None else f'{100 * r["mfu"]:.1f}%'
     print(f'| {label} | {r["device"]} | {r["tokens_per_s"]:,.0f} | {r["model_tflops"]:.1f} | {mfu} | '
           f'{r["executed_tflops"]:.1f} | {r["plan_gib"]:.2f} | {r["device_used_gib"]:.2f} | {targets.get(label, "")} |')
-print("\nWhere one step's time goes (galore-bench --profile; ms):")
-print("| run | forward | backward | optimizer | other | step |")
-print("|---|---|---|---|---|---|")
+print("\nWhere one step's time goes (galore-bench --profile; ms). optimizer = refresh + project + adam + update + rest:")
+print("| run | forward | backward | optimizer | refresh | project | adam | update | rest | other | step |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for label, r in runs.items():
     p = r.get("profile_ms")
     if p:
-        print(f'| {label} | {p["forward"]:.1f} | {p["backward"]:.1f} | {p["optimizer"]:.1f} | {p["other"]:.1f} | '
-              f'{1000 * r["step_s_median"]:.1f} |')
+        parts = [p.get(k, 0.0) for k in ("opt_refresh", "opt_project", "opt_adam", "opt_update", "optimizer")]
+        print(f'| {label} | {p["forward"]:.1f} | {p["backward"]:.1f} | {sum(parts):.1f} | '
+              + " | ".join(f"{x:.1f}" for x in parts) + f' | {p["other"]:.1f} | {1000 * r["step_s_median"]:.1f} |')
+print("\nGEMM time of one step (galore-bench --gemm-report; the rest is other kernels and gaps):")
+for label, r in runs.items():
+    g = r.get("gemms")
+    if g:
+        best = sum(s["best_ms"] * s["calls"] for s in g["shapes"] if s["best_ms"] > 0)
+        alone = sum(s["alone_ms"] * s["calls"] for s in g["shapes"] if s["alone_ms"] > 0)
+        print(f'- {label}: GEMMs {g["gemm_ms"]:.1f} ms of a {g["step_ms"]:.1f} ms step; alone {alone:.1f} ms with '
+              f'the algorithms in use, {best:.1f} ms with the best of the candidates')
 a, b = runs.get("llama7b-r1024-recompute"), runs.get("llama7b-refresh-every-step")
 if a and b:
     refresh = b["step_s_median"] - a["step_s_median"]

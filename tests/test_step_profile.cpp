@@ -62,4 +62,9 @@ TEST(StepProfile, PhaseNames) {
   EXPECT_STREQ(step_phase_name(StepPhase::Backward), "backward");
   EXPECT_STREQ(step_phase_name(StepPhase::Optimizer), "optimizer");
   EXPECT_STREQ(step_phase_name(StepPhase::Other), "other");
+  EXPECT_STREQ(step_phase_name(StepPhase::OptRefresh), "opt_refresh");
+  EXPECT_STREQ(step_phase_name(StepPhase::OptUpdate), "opt_update");
+  EXPECT_TRUE(is_optimizer_phase(StepPhase::OptAdam));
+  EXPECT_TRUE(is_optimizer_phase(StepPhase::Optimizer));
+  EXPECT_FALSE(is_optimizer_phase(StepPhase::Other));
 }

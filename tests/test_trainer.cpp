@@ -153,7 +153,10 @@ TEST(Trainer, ProfiledStepIsTheSameStepTimedByPhase) {
     for (double x : ms) sum += x;
     EXPECT_GT(ms[size_t(StepPhase::Forward)], 0.0);
     EXPECT_GT(ms[size_t(StepPhase::Backward)], 0.0);
-    EXPECT_GT(ms[size_t(StepPhase::Optimizer)], 0.0);
+    // The optimizer's parts (BackendAdamW reports them; step 1 refreshes nothing,
+    // update_proj_gap being larger).
+    for (StepPhase p : {StepPhase::OptProject, StepPhase::OptAdam, StepPhase::OptUpdate})
+      EXPECT_GT(ms[size_t(p)], 0.0) << step_phase_name(p);
     EXPECT_LE(sum, wall);
     EXPECT_GT(sum, 0.5 * wall);
   }

@@ -14,6 +14,10 @@
 //   accumulate         1 elementwise kernel
 //   clip_and_stats     3 kernels: per-block partial sums (fixed grid), 1-block fixed-order
 //                      final sum (+= the running totals on the device), scale (reads ‖g‖² there)
+//   clip_adam_step/update  the Adam kernel clips g in registers (g is not written). 8-bit
+//                      states: it also writes the partial sums, then the final sum (2 kernels,
+//                      one pass over g); with per-tensor clipping, or fp32 states, the partial
+//                      and final sums come first (‖g‖ is needed before the step)
 //   take_stats         1 copy to pinned memory, 1 memset, 1 stream sync
 //   adam_reset         cudaMemsetAsync (the code of 0 is one byte value per map)
 //   adam_step          cuda/galore_adam8bit.cu: adam8bit_step_cuda / adam32_step_cuda (bf16 dir)
@@ -62,7 +66,10 @@ namespace gt {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kStatBlocks = 256;  // max blocks of the partial sums in clip_and_stats
+// Max blocks of the partial sums (clip_and_stats; the 8-bit kernels' statistics):
+// enough loads in flight to stream g at memory speed.
+constexpr int kStatBlocks = 1024;
+static_assert(kStatBlocks >= kAdam8MaxCtas, "the 8-bit kernels' partial sums share the buffers");
 
 // Device-side gradient statistics. The first two fields are what take_stats()
 // copies out (and zeroes); sq_tensor is the last clip_and_stats tensor's ‖g‖².
@@ -137,6 +144,7 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ unsigned long long sh_nf[kThreads];
   double sq = 0.0;
   unsigned long long nf = 0;
+#pragma unroll 4
   for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < n; i += int64_t(gridDim.x) * kThreads) {
     const float x = to_f32(g[i]);
     if (finite_f32(x))
@@ -173,14 +181,11 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// g *= clip_scale * (clip_norm > 0 && ‖g‖² > clip_norm² ? clip_norm/‖g‖ : 1), with
-// ‖g‖² read from the device (clip_gradient, optim/basic.cpp: the factor in
-// double, the product in float). Every thread computes the same factor.
+// g *= clip_factor(‖g‖², clip_scale, clip_norm) (cuda/adam.h, as clip_gradient),
+// with ‖g‖² read from the device. Every thread computes the same factor.
 template <typename TG>
-__global__ void clip_scale_kernel(TG* g, int64_t n, const DevStats* st, float clip_scale, float clip_norm) {
-  const double sq = st->sq_tensor, cn = clip_norm;
-  float scale = clip_scale;
-  if (cn > 0.0 && sq > cn * cn) scale *= float(cn / sqrt(sq));
+__global__ void clip_scale_kernel(TG* g, int64_t n, const DevStats* st, float clip_scale, double clip_norm) {
+  const float scale = clip_factor(st->sq_tensor, clip_scale, clip_norm);
   if (scale == 1.0f) return;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     g[i] = from_f32<TG>(to_f32(g[i]) * scale);
@@ -452,6 +457,47 @@ class CudaOptimKernels final : public OptimKernels {
       update_impl(st, g.as<const bf16>(), w.as<bf16>(), beta1, beta2, eps, step_size, decay, sr_seed);
   }
 
+  // The Adam kernel multiplies g by the clip factor in registers (g is not
+  // written). 8-bit states: one pass over g, the kernel also writing the
+  // statistics' partial sums; two with per-tensor clipping, whose factor needs
+  // ‖g‖ first. fp32 states: a statistics pass, then the step.
+  void clip_adam_step(const AdamState& st, const Tensor& g, const Tensor& dir, double clip_scale, double clip_norm,
+                      float beta1, float beta2, float eps) override {
+    check_state(st, "clip_adam_step");
+    expect_cuda(g, DType::F32, "clip_adam_step", "g");
+    expect_float(dir, "clip_adam_step", "dir");
+    expect_numel(g, st.n, "clip_adam_step", "g");
+    if (dir.numel() < st.n)
+      fail("cuda optimizer kernels: clip_adam_step: dir has {} < {} elements", dir.numel(), st.n);
+    const AdamClip c = fused_clip(g.f32(), st, clip_scale, clip_norm);
+    if (dir.dtype == DType::BF16)
+      step_impl(st, g.f32(), dir.as<bf16>(), beta1, beta2, eps, c);
+    else
+      step_impl(st, g.f32(), dir.f32(), beta1, beta2, eps, c);
+    if (c.psq) finish_stats(adam8bit_ctas(st.n));
+  }
+
+  void clip_adam_update(const AdamState& st, const Tensor& g, const Tensor& w, double clip_scale, double clip_norm,
+                        float beta1, float beta2, float eps, float step_size, float decay, uint64_t sr_seed) override {
+    check_state(st, "clip_adam_update");
+    expect_float(g, "clip_adam_update", "g");
+    expect_float(w, "clip_adam_update", "w");
+    expect_numel(g, st.n, "clip_adam_update", "g");
+    expect_numel(w, st.n, "clip_adam_update", "w");
+    const AdamClip c = g.dtype == DType::F32 ? fused_clip(g.f32(), st, clip_scale, clip_norm)
+                                              : fused_clip(g.as<const bf16>(), st, clip_scale, clip_norm);
+    const bool g32 = g.dtype == DType::F32, w32 = w.dtype == DType::F32;
+    if (g32 && w32)
+      update_impl(st, g.f32(), w.f32(), beta1, beta2, eps, step_size, decay, sr_seed, c);
+    else if (g32)
+      update_impl(st, g.f32(), w.as<bf16>(), beta1, beta2, eps, step_size, decay, sr_seed, c);
+    else if (w32)
+      update_impl(st, g.as<const bf16>(), w.f32(), beta1, beta2, eps, step_size, decay, sr_seed, c);
+    else
+      update_impl(st, g.as<const bf16>(), w.as<bf16>(), beta1, beta2, eps, step_size, decay, sr_seed, c);
+    if (c.psq) finish_stats(adam8bit_ctas(st.n));
+  }
+
   void apply_update(const Tensor& w, const Tensor& d, float step_size, float decay, uint64_t sr_seed) override {
     expect_float(w, "apply_update", "w");
     expect_cuda(d, DType::F32, "apply_update", "d");
@@ -518,36 +564,66 @@ class CudaOptimKernels final : public OptimKernels {
     return const_cast<bf16*>(side_ptr(geo, t, a_side));
   }
 
+  // ‖g‖² and the non-finite count of g into the device statistics (sq_tensor, and the running totals).
   template <typename TG>
-  void clip_impl(TG* g, int64_t n, float clip_scale, float clip_norm) {
+  void stats_impl(const TG* g, int64_t n) {
     // Fixed grid for a given n (so the partial sums, and their order, are too).
     const int nb = int(std::min<int64_t>(kStatBlocks, ceil_div(n, kThreads)));
     grad_stats_partial_kernel<TG><<<nb, kThreads, 0, stream_>>>(g, n, psq(), pnf());
     CUDA_CHECK_LAUNCH();
+    finish_stats(nb);
+  }
+  // Sums nb partials (psq, pnf) into the device statistics.
+  void finish_stats(int nb) {
     grad_stats_final_kernel<<<1, kThreads, 0, stream_>>>(psq(), pnf(), nb, stats());
     CUDA_CHECK_LAUNCH();
-    if (clip_scale == 1.0f && !(clip_norm > 0.0f)) return;  // the factor is 1 whatever ‖g‖ is
+  }
+
+  template <typename TG>
+  void clip_impl(TG* g, int64_t n, float clip_scale, double clip_norm) {
+    stats_impl(g, n);
+    if (clip_scale == 1.0f && !(clip_norm > 0.0)) return;  // the factor is 1 whatever ‖g‖ is
     clip_scale_kernel<TG><<<grid_for(n), kThreads, 0, stream_>>>(g, n, stats(), clip_scale, clip_norm);
     CUDA_CHECK_LAUNCH();
   }
 
+  // The clipping of an Adam kernel's pass: a statistics pass first with
+  // per-tensor clipping (the kernel reads ‖g‖² on the device) or fp32 states;
+  // otherwise the 8-bit kernel writes the statistics' partials itself.
+  template <typename TG>
+  AdamClip fused_clip(const TG* g, const AdamState& st, double clip_scale, double clip_norm) {
+    AdamClip c;
+    c.clip_scale = float(clip_scale);
+    c.clip_norm = clip_norm;
+    if (clip_norm > 0.0 || !st.q8) {
+      stats_impl(g, st.n);
+      c.tensor_sq = &stats()->sq_tensor;
+    } else {
+      c.psq = psq();
+      c.pnf = pnf();
+    }
+    return c;
+  }
+
   template <typename TD>
-  void step_impl(const AdamState& st, const float* g, TD* dir, float beta1, float beta2, float eps) {
+  void step_impl(const AdamState& st, const float* g, TD* dir, float beta1, float beta2, float eps,
+                 const AdamClip& clip = {}) {
     if (st.q8)
       adam8bit_step_cuda(g, dir, st.m.as<uint8_t>(), st.v.as<uint8_t>(), st.absmax_m.f32(), st.absmax_v.f32(), st.n,
-                         map_m(), map_v(), beta1, beta2, eps, stream_);
+                         map_m(), map_v(), beta1, beta2, eps, stream_, clip);
     else
-      adam32_step_cuda(g, dir, st.m.f32(), st.v.f32(), st.n, beta1, beta2, eps, stream_);
+      adam32_step_cuda(g, dir, st.m.f32(), st.v.f32(), st.n, beta1, beta2, eps, stream_, clip);
   }
 
   template <typename TG, typename TW>
   void update_impl(const AdamState& st, const TG* g, TW* w, float beta1, float beta2, float eps, float step_size,
-                   float decay, uint64_t sr_seed) {
+                   float decay, uint64_t sr_seed, const AdamClip& clip = {}) {
     if (st.q8)
       adam8bit_update_cuda(g, w, st.m.as<uint8_t>(), st.v.as<uint8_t>(), st.absmax_m.f32(), st.absmax_v.f32(), st.n,
-                           map_m(), map_v(), beta1, beta2, eps, step_size, decay, sr_seed, stream_);
+                           map_m(), map_v(), beta1, beta2, eps, step_size, decay, sr_seed, stream_, clip);
     else
-      adam32_update_cuda(g, w, st.m.f32(), st.v.f32(), st.n, beta1, beta2, eps, step_size, decay, sr_seed, stream_);
+      adam32_update_cuda(g, w, st.m.f32(), st.v.f32(), st.n, beta1, beta2, eps, step_size, decay, sr_seed, stream_,
+                         clip);
   }
 
   void check_state(const AdamState& st, const char* op) {

@@ -233,6 +233,7 @@ void BackendAdamW::on_grad_factors(int index, const Tensor& dy, const Tensor& x,
   GT_ASSERT(takes_grad_factors(index, s) && S.factored_micro < 0);
   check_micro(cfg_, n_micro_, s);
   const int64_t chunk = factor_tmp_.numel() / S.geo.r;
+  phase(OptimPhase::Project);
   k_->project_factors(S.geo, S.A, S.B, dy, x, view(factor_tmp_, {chunk, S.geo.r}), projected_grad(S, s),
                       adds_to_projected_grad(s));
   S.factored_micro = s.micro;
@@ -257,27 +258,32 @@ void BackendAdamW::on_grad(int index, const Tensor& weight, const Tensor& grad, 
       if (!s.last_micro()) return;
       gf = S.acc;
     }
-    k_->clip_and_stats(gf, s.clip_scale, s.clip_norm);
+    phase(OptimPhase::Adam);
     ++S.steps;
     const int64_t t = ++S.t;
-    k_->adam_update(S.st, gf, w, b1, b2, eps, float(adam_step_size(s.lr, cfg_.beta1, cfg_.beta2, t)), decay,
-                    rounding_seed(S));
+    k_->clip_adam_update(S.st, gf, w, s.clip_scale, s.clip_norm, b1, b2, eps,
+                         float(adam_step_size(s.lr, cfg_.beta1, cfg_.beta2, t)), decay, rounding_seed(S));
     return;
   }
   // GaLore target: the projector for the whole step comes from micro-batch 0's gradient.
   const Tensor R = projected_grad(S, s);
   if (!from_factors) {
     const Tensor G = view(grad, {S.geo.m, S.geo.n});
-    if (galore_refresh_due(cfg_.galore, S.steps, s.micro, S.refreshes)) refresh(S, G);
+    if (galore_refresh_due(cfg_.galore, S.steps, s.micro, S.refreshes)) {
+      phase(OptimPhase::Refresh);
+      refresh(S, G);
+    }
+    phase(OptimPhase::Project);
     k_->project(S.geo, S.A, S.B, G, R, adds_to_projected_grad(s));
   }
   if (s.n_micro > 1 && !s.last_micro()) return;
-  k_->clip_and_stats(R, s.clip_scale, s.clip_norm);
+  phase(OptimPhase::Adam);
   ++S.steps;
   const int64_t t = ++S.t;
   const Tensor dir = view(dir_, {S.geo.rows(), S.geo.cols()});
-  k_->adam_step(S.st, R, dir, b1, b2, eps);
+  k_->clip_adam_step(S.st, R, dir, s.clip_scale, s.clip_norm, b1, b2, eps);
   const float a = float(adam_step_size(s.lr, cfg_.beta1, cfg_.beta2, t) * cfg_.galore.scale);
+  phase(OptimPhase::Update);
   if (!cfg_.stochastic_rounding) {  // the update in the back-projection GEMM's epilogue: no [m, n] buffer
     k_->project_back_update(S.geo, S.A, S.B, dir, view(weight, {S.geo.m, S.geo.n}), a, decay);
     return;

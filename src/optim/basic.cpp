@@ -12,8 +12,7 @@ double clip_gradient(float* g, int64_t n, const StepInfo& s) {
   double sq = 0.0;
   for (int64_t i = 0; i < n; ++i)
     if (std::isfinite(g[i])) sq += double(g[i]) * g[i];
-  float scale = float(s.clip_scale);
-  if (s.clip_norm > 0.0 && sq > s.clip_norm * s.clip_norm) scale *= float(s.clip_norm / std::sqrt(sq));
+  const float scale = clip_factor(sq, float(s.clip_scale), s.clip_norm);
   if (scale != 1.0f)
     for (int64_t i = 0; i < n; ++i) g[i] *= scale;
   return sq;

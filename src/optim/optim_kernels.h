@@ -10,10 +10,11 @@
 //       or project_factors  the same R from G's factors dY, X (per-layer updates between refreshes)
 //     clip_and_stats     R (global clip scale, per-tensor clip, ‖R‖², non-finite count)
 //     adam_step          R -> dir [rows, cols]
+//     (clip_adam_step does the last two, in one pass over R on the GPU with 8-bit states)
 //     project_back       dir -> full [m, n]
 //     apply_update       W = (W - step_size*full) * (1 - decay)
 //     (project_back_update does the last two in one GEMM when no stochastic rounding is asked for)
-//   other parameters: accumulate (n_micro > 1), clip_and_stats, adam_update.
+//   other parameters: accumulate (n_micro > 1), clip_and_stats, adam_update (together: clip_adam_update).
 //
 // Implementations: CPU (optim/optim_kernels_cpu.cpp: fp32, calls the very
 // functions the reference optimizers call, so results are bit-identical) and
@@ -119,6 +120,20 @@ class OptimKernels {
   // a bf16 w stochastically (no effect on fp32).
   virtual void adam_update(const AdamState& st, const Tensor& g, const Tensor& w, float beta1, float beta2, float eps,
                            float step_size, float decay, uint64_t sr_seed) = 0;
+  // clip_and_stats(g, clip_scale, clip_norm), then adam_step / adam_update with the clipped g.
+  // g's contents afterwards are unspecified (the CUDA kernels read it once, with 8-bit states,
+  // and multiply by the clip factor in registers). These defaults run the two ops.
+  virtual void clip_adam_step(const AdamState& st, const Tensor& g, const Tensor& dir, double clip_scale,
+                              double clip_norm, float beta1, float beta2, float eps) {
+    clip_and_stats(g, clip_scale, clip_norm);
+    adam_step(st, g, dir, beta1, beta2, eps);
+  }
+  virtual void clip_adam_update(const AdamState& st, const Tensor& g, const Tensor& w, double clip_scale,
+                                double clip_norm, float beta1, float beta2, float eps, float step_size, float decay,
+                                uint64_t sr_seed) {
+    clip_and_stats(g, clip_scale, clip_norm);
+    adam_update(st, g, w, beta1, beta2, eps, step_size, decay, sr_seed);
+  }
   // w [n] (compute dtype) -= step_size * d [n] (F32); then w -= decay * w (GaLore's update with the
   // back-projected direction). `sr_seed` as adam_update.
   virtual void apply_update(const Tensor& w, const Tensor& d, float step_size, float decay, uint64_t sr_seed) = 0;

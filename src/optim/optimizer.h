@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -76,9 +77,19 @@ struct StepInfo {
   bool last_micro() const { return micro == n_micro - 1; }
 };
 
+// The parts of a per-weight step, for profiling (galore-bench --profile):
+// projector refresh, projection of the gradient (R = PᵀG or from the factors),
+// clipping + Adam, and the weight update (back-projection).
+enum class OptimPhase { Refresh, Project, Adam, Update };
+using OptimPhaseMarker = std::function<void(OptimPhase)>;
+
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
+  // Called, when set, as each part of a per-weight step begins (the trainer
+  // turns the calls into profile marks). BackendAdamW reports its parts; the
+  // reference optimizers report none.
+  void set_phase_marker(OptimPhaseMarker m) { phase_marker_ = std::move(m); }
   // Consume micro-batch `s.micro`'s gradient of parameter `index` (already
   // scaled by 1/n_micro). Accumulates internally when n_micro > 1 and updates
   // `weight` on the last micro-batch. `grad` is scratch: it may be overwritten.
@@ -106,6 +117,14 @@ class Optimizer {
   // it uses only inside on_grad. Empty: the trainer allocates its own.
   virtual Tensor lent_grad_buffer() { return {}; }
   virtual std::string name() const = 0;
+
+ protected:
+  void phase(OptimPhase p) const {
+    if (phase_marker_) phase_marker_(p);
+  }
+
+ private:
+  OptimPhaseMarker phase_marker_;
 };
 
 // What an optimizer.name means (validated by the config schema).

@@ -9,7 +9,11 @@
 // around a step equals device time; the backend is synchronized before the
 // clock starts. --profile runs one more step after the timed ones with
 // stream-ordered timestamps (train/step_profile.h) and reports its
-// milliseconds by phase: forward, backward, optimizer, other.
+// milliseconds by phase: forward, backward, optimizer (and its parts), other.
+// --gemm-report K (CUDA) runs one more step with every GEMM bracketed by
+// events and reports the time per GEMM shape; K > 0 also times each shape
+// alone with the algorithm in use and with the heuristic's first K candidates
+// (is a better algorithm there?).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -18,6 +22,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "backend/backend.h"
+#include "backend/cuda_backend.h"
 #include "backend/device_plan.h"
 #include "config/config.h"
 #include "core/error.h"
@@ -26,6 +32,9 @@
 #include "train/memory_plan.h"
 #include "train/step_flops.h"
 #include "train/trainer.h"
+#ifdef GALORE_WITH_CUDA
+#include "cuda/matmul.h"
+#endif
 
 using namespace gt;
 
@@ -38,6 +47,49 @@ double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// One more step with its GEMMs timed by shape (--gemm-report): prints a table
+// and returns it as JSON (null without the CUDA backend).
+nlohmann::json gemm_report(Trainer& trainer, int candidates) {
+#ifdef GALORE_WITH_CUDA
+  if (trainer.backend().device() != Device::CUDA) {
+    spdlog::warn("--gemm-report needs the CUDA backend; skipped");
+    return nullptr;
+  }
+  CudaGemm& gemm = *cuda_backend_handles(trainer.backend()).gemm;
+  gemm.start_timing(1 << 16);
+  trainer.backend().synchronize();
+  const double t0 = now_s();
+  trainer.train_step();
+  trainer.backend().synchronize();
+  const double step_ms = 1000 * (now_s() - t0);
+  std::vector<GemmTiming> rows = gemm.finish_timing();
+  if (candidates > 0) gemm.time_candidates(rows, candidates, 5);
+  nlohmann::json shapes = nlohmann::json::array();
+  double total = 0;
+  std::cout << "| GEMM m x n x k (column-major; T = transposed) | out | calls | ms in step | TFLOP/s in step | "
+               "alone: in use | best of candidates (rank) |\n|---|---|---|---|---|---|---|\n";
+  for (const GemmTiming& t : rows) {
+    total += t.ms;
+    const double tf = t.flops() / (t.ms * 1e-3) / 1e12, per_call = 2.0 * t.m * t.n * t.k * 1e-9;
+    std::cout << fmt::format("| {}x{}x{} {}{}{} | {} | {} | {:.2f} | {:.0f} | {} | {} |\n", t.m, t.n, t.k,
+                             t.trans_a ? "T" : "N", t.trans_b ? "T" : "N", t.beta ? " +C" : "", t.d_f32 ? "f32" : "bf16",
+                             t.calls, t.ms, tf,
+                             t.chosen_ms > 0 ? fmt::format("{:.0f} TFLOP/s", per_call / t.chosen_ms) : "-",
+                             t.best_ms > 0 ? fmt::format("{:.0f} TFLOP/s ({})", per_call / t.best_ms, t.best_rank) : "-");
+    shapes.push_back({{"m", t.m}, {"n", t.n}, {"k", t.k}, {"trans_a", t.trans_a}, {"trans_b", t.trans_b},
+                      {"d_f32", t.d_f32}, {"beta", t.beta}, {"calls", t.calls}, {"ms", t.ms}, {"tflops", tf},
+                      {"alone_ms", t.chosen_ms}, {"best_ms", t.best_ms}, {"best_rank", t.best_rank},
+                      {"candidates", t.candidates}});
+  }
+  spdlog::info("GEMMs: {:.1f} ms of a {:.1f} ms step ({} shapes)", total, step_ms, rows.size());
+  return {{"step_ms", step_ms}, {"gemm_ms", total}, {"shapes", shapes}};
+#else
+  (void)trainer, (void)candidates;
+  spdlog::warn("--gemm-report needs a build with CUDA; skipped");
+  return nullptr;
+#endif
 }
 }  // namespace
 
@@ -55,10 +107,16 @@ int main(int argc, char** argv) {
   app.add_option("--label", label, "name of this run in the output");
   bool profile = false;
   app.add_flag("--profile", profile, "after the timed steps, time one more step by phase (forward, backward, optimizer, other)");
+  int gemm_candidates = -1;
+  app.add_option("--gemm-report", gemm_candidates,
+                 "CUDA: one more step with the time per GEMM shape; K > 0 also times each shape alone with the "
+                 "heuristic's first K algorithms (up to 16; allocates scratch of each shape's size)")
+      ->check(CLI::Range(0, 16));
   CLI11_PARSE(app, argc, argv);
   try {
     Config cfg = load_config(config_path, overrides);
-    cfg.training.max_steps = std::max(cfg.training.max_steps, warmup + steps + (profile ? 1 : 0));
+    cfg.training.max_steps =
+        std::max(cfg.training.max_steps, warmup + steps + (profile ? 1 : 0) + (gemm_candidates >= 0 ? 1 : 0));
     cfg.logging.progress = "plain";
     if (label.empty()) label = config_path;
     TrainOptions opts;
@@ -97,6 +155,7 @@ int main(int argc, char** argv) {
       }
       spdlog::info("{} profile of one step: {}", label, line);
     }
+    const nlohmann::json gemms = gemm_candidates >= 0 ? gemm_report(trainer, gemm_candidates) : nullptr;
     const double step_s = median(times);
     const double tokens = double(cfg.training.total_batch_size) * cfg.training.seq_len;
     const double tps = tokens / step_s;
@@ -129,6 +188,7 @@ int main(int argc, char** argv) {
                         {"device_used_gib", used},
                         {"init_s", init_s},
                         {"profile_ms", profile_ms},
+                        {"gemms", gemms},
                         {"final_loss", loss}};
     std::cout << fmt::format("| {} | {} | {:.0f} | {:.1f} | {} | {:.1f} | {:.2f} | {:.2f} |\n", label,
                              cfg.optimizer.name, tps, flops / 1e12,

@@ -10,6 +10,10 @@ const char* step_phase_name(StepPhase p) {
     case StepPhase::Backward: return "backward";
     case StepPhase::Optimizer: return "optimizer";
     case StepPhase::Other: return "other";
+    case StepPhase::OptRefresh: return "opt_refresh";
+    case StepPhase::OptProject: return "opt_project";
+    case StepPhase::OptAdam: return "opt_adam";
+    case StepPhase::OptUpdate: return "opt_update";
   }
   return "?";
 }

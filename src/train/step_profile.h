@@ -1,6 +1,9 @@
 // Where a training step's time goes (galore-bench --profile): forward, the
 // model's backward, the optimizer's per-weight updates (inside backward with
 // per-layer updates, after it otherwise), and the rest (data, the norm's sync).
+// The optimizer's time is split further where it reports its parts
+// (Optimizer::set_phase_marker): projector refresh, gradient projection,
+// clipping + Adam, weight update; "optimizer" keeps the unreported rest.
 // Marks are timestamps on the backend's stream (Backend::timer_record: CUDA
 // events, no host sync). The time from one mark to the next is charged to the
 // earlier mark's phase, so time the GPU waits for the host counts for the
@@ -13,9 +16,12 @@
 
 namespace gt {
 
-enum class StepPhase { Forward, Backward, Optimizer, Other };
-constexpr int kStepPhases = 4;
-const char* step_phase_name(StepPhase p);  // "forward", "backward", "optimizer", "other"
+enum class StepPhase { Forward, Backward, Optimizer, Other, OptRefresh, OptProject, OptAdam, OptUpdate };
+constexpr int kStepPhases = 8;
+// "forward", "backward", "optimizer", "other", "opt_refresh", "opt_project", "opt_adam", "opt_update"
+const char* step_phase_name(StepPhase p);
+// Whether p is part of the optimizer's time (Optimizer or one of its parts).
+inline bool is_optimizer_phase(StepPhase p) { return p == StepPhase::Optimizer || p >= StepPhase::OptRefresh; }
 
 class StepProfile {
  public:

@@ -105,6 +105,11 @@ Trainer::Trainer(const Config& cfg, const TrainOptions& opts) : cfg_(cfg), opts_
   // Per-layer updates hand the optimizer every micro-batch; all-at-once sums them first.
   const int optim_micro = cfg_.optimizer.per_layer_updates ? cfg_.grad_accum_steps() : 1;
   optimizer_ = make_train_optimizer(cfg_.optimizer, params_, *backend_, optim_micro);
+  optimizer_->set_phase_marker([this](OptimPhase p) {  // the optimizer's parts, in profiled steps
+    static constexpr StepPhase kPhase[] = {StepPhase::OptRefresh, StepPhase::OptProject, StepPhase::OptAdam,
+                                           StepPhase::OptUpdate};
+    mark(kPhase[int(p)]);
+  });
   if (cfg_.optimizer.per_layer_updates) {
     shared_grad_ = std::make_unique<SharedGradBuffer>(*backend_, params_, optimizer_->lent_grad_buffer());
     shared_grad_->set_consumer([this](int p, const Tensor& g) {
@@ -271,10 +276,11 @@ void Trainer::save_checkpoint(const std::string& reason) {
 void Trainer::profile_next_step() {
   // Marks: 3 per micro-batch; with per-layer updates, per weight and
   // micro-batch 2 around its update, 2 more when it comes as factors first;
-  // 2 around the all-at-once updates; 1 at the start.
+  // 2 around the all-at-once updates; 1 at the start; inside each update and
+  // factored projection the optimizer's parts (OptimPhase: at most 5 in all).
   const int n_micro = cfg_.grad_accum_steps();
-  const int handed_on = shared_grad_ ? model_->num_params() * n_micro : 0;
-  profile_ = std::make_unique<StepProfile>(*backend_, 3 + 3 * n_micro + 4 * handed_on);
+  const int handed_on = model_->num_params() * (shared_grad_ ? n_micro : 1);
+  profile_ = std::make_unique<StepProfile>(*backend_, 3 + 3 * n_micro + 2 + 9 * handed_on);
 }
 
 double Trainer::train_step() {

@@ -4,16 +4,18 @@
 # row and one JSON line with a positive rate and a finite loss (random tokens:
 # it stays near ln 2048); --json
 # appends the same line to a file; --profile adds one more step's milliseconds
-# by phase (forward, backward, optimizer, other).
+# by phase (forward, backward, the optimizer's parts, other); --gemm-report
+# needs the CUDA backend: on the CPU it warns and reports null.
 set -euo pipefail
 BIN="${GALORE_BIN:?run through ctest}"
 cd "${GALORE_ROOT:-.}"
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 "$BIN/galore-bench" --config configs/tiny.json --set training.device=cpu --set optimizer.name=galore_adamw8bit \
-  --set data.train_shards='["/nonexistent/*.bin"]' --steps 3 --warmup 1 --label tiny-cpu --json "$OUT/b.jsonl" --profile \
+  --set data.train_shards='["/nonexistent/*.bin"]' --steps 3 --warmup 1 --label tiny-cpu --json "$OUT/b.jsonl" --profile --gemm-report 2 \
   >"$OUT/log" 2>&1 || { cat "$OUT/log"; echo "FAIL: galore-bench exited non-zero"; exit 1; }
 grep -q "^| tiny-cpu | galore_adamw8bit |" "$OUT/log" || { cat "$OUT/log"; echo "FAIL: no table row"; exit 1; }
+grep -q "gemm-report needs the CUDA backend; skipped" "$OUT/log" || { cat "$OUT/log"; echo "FAIL: no --gemm-report warning"; exit 1; }
 python3 - "$OUT/b.jsonl" <<'PY'
 import json, math, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -22,9 +24,11 @@ r = rows[0]
 if r["label"] != "tiny-cpu" or r["device"] != "cpu": sys.exit(f"FAIL: {r}")
 if not r["tokens_per_s"] > 0 or not math.isfinite(r["final_loss"]): sys.exit(f"FAIL: {r}")
 if r["mfu"] is not None: sys.exit("FAIL: MFU on the CPU should be null (no peak known)")
+if r["gemms"] is not None: sys.exit(f"FAIL: gemms on the CPU should be null, got {r['gemms']}")
 prof = r["profile_ms"]
-if sorted(prof) != ["backward", "forward", "optimizer", "other"]: sys.exit(f"FAIL: profile phases {sorted(prof)}")
-if not all(prof[k] > 0 for k in ("forward", "backward", "optimizer")): sys.exit(f"FAIL: profile {prof}")
+want = ["backward", "forward", "opt_adam", "opt_project", "opt_refresh", "opt_update", "optimizer", "other"]
+if sorted(prof) != want: sys.exit(f"FAIL: profile phases {sorted(prof)}")
+if not all(prof[k] > 0 for k in ("forward", "backward", "opt_project", "opt_adam", "opt_update")): sys.exit(f"FAIL: profile {prof}")
 if not 0.3 < sum(prof.values()) / 1000 / r["step_s_median"] < 3: sys.exit(f"FAIL: profile {prof} vs step {r['step_s_median']} s")
 print(f"ok: {r['tokens_per_s']:.0f} tokens/s on the CPU, loss {r['final_loss']:.3f}, profile {prof}")
 PY

@@ -130,7 +130,7 @@ TEST_F(GpuTest, RmsnormForward) {
 
 TEST_F(GpuTest, RmsnormBackwardDeterministic) {
   for (int N : {37, 300}) {
-    for (int C : {67, 256}) {
+    for (int C : {67, 256, 2056}) {  // 2056: the 8-channel loop wraps
       for (bool f32_grad : {true, false}) {
         SCOPED_TRACE(tag("N C f32_grad", {N, C, f32_grad}));
         const auto inp = randn_bf16(size_t(N) * C);
@@ -200,6 +200,49 @@ TEST_F(GpuTest, MatmulForward) {
     sync();
     expect_close("out", d_out.download_f32(), ref, kBf16Tol);
   }
+}
+
+// galore-bench --gemm-report's timing: calls grouped by shape, results
+// unchanged by the events around them, and each shape timed alone.
+TEST_F(GpuTest, GemmTimingGroupsCallsByShape) {
+  CudaGemm g(stream);
+  const int N = 64, C = 96, OC = 40;
+  const auto inp = randn_bf16(size_t(N) * C), w = randn_bf16(size_t(OC) * C, 0.1f);
+  std::vector<float> ref(size_t(N) * OC);
+  matmul_forward_cpu(ref.data(), inp.data(), w.data(), N, C, OC);
+  Bf16Buf d_inp(inp), d_w(w), d_out(size_t(N) * OC), d_dinp(size_t(N) * C);
+  g.start_timing(8);
+  d_out.poison();
+  matmul_forward_cuda(g, d_out.p, d_inp.p, d_w.p, N, C, OC);
+  matmul_forward_cuda(g, d_out.p, d_inp.p, d_w.p, N, C, OC);
+  matmul_backward_cuda(g, d_dinp.p, nullptr, false, d_out.p, d_inp.p, d_w.p, N, C, OC, false, false);
+  std::vector<GemmTiming> rows = g.finish_timing();
+  expect_close("out", d_out.download_f32(), ref, kBf16Tol);
+  ASSERT_EQ(rows.size(), 2u);
+  int calls = 0;
+  for (const GemmTiming& t : rows) {
+    calls += t.calls;
+    EXPECT_GE(t.ms, 0.0);
+    EXPECT_FALSE(t.beta);
+    if (t.calls == 2) {  // the forward: out^T[OC, N] = W[OC, C] (stored transposed) * inp^T
+      EXPECT_EQ(t.m, OC);
+      EXPECT_EQ(t.n, N);
+      EXPECT_EQ(t.k, C);
+      EXPECT_TRUE(t.trans_a);
+    }
+  }
+  EXPECT_EQ(calls, 3);
+  EXPECT_GE(rows[0].ms, rows[1].ms) << "largest total first";
+  g.time_candidates(rows, 4, 2);
+  for (const GemmTiming& t : rows) {
+    EXPECT_GE(t.chosen_ms, 0.0);
+    EXPECT_GE(t.candidates, 1);
+    EXPECT_GE(t.best_rank, 0);
+    EXPECT_LT(t.best_rank, t.candidates);
+  }
+  // Timing is off again: later calls are not recorded.
+  matmul_forward_cuda(g, d_out.p, d_inp.p, d_w.p, N, C, OC);
+  EXPECT_TRUE(g.finish_timing().empty());
 }
 
 TEST_F(GpuTest, MatmulBackwardDeterministic) {

@@ -19,6 +19,7 @@
 #include "backend/cuda_backend.h"
 #include "config/config.h"
 #include "core/error.h"
+#include "cuda/adam8bit.h"
 #include "cuda/projector.h"
 #include "cuda/quant8.h"
 #include "optim/optim_kernels.h"
@@ -435,6 +436,78 @@ TEST_F(OptimKernelsGpuAdam, AdamUpdate) {
             std::copy(w.begin(), w.end(), cw.v.begin());  // continue both from the device's weights
           }
         }
+      }
+    }
+  }
+}
+
+// clip_adam_step / clip_adam_update against the CPU's two ops (clip_and_stats,
+// then the step): the 8-bit kernels clip in registers and sum the statistics
+// in the same pass (or after a statistics pass, with per-tensor clipping).
+// The large case makes every warp take several absmax blocks.
+TEST_F(OptimKernelsGpuAdam, ClipAdamStepAndUpdate) {
+  build();
+  const float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-6f, step_size = 1e-2f, decay = 1e-3f;
+  struct Case {
+    int64_t n;
+    float clip_scale, clip_norm;
+  };
+  // clip_norm: off, clipping (below ‖g‖ ≈ 0.1·sqrt(n)), not clipping.
+  const Case cases[] = {{5000, 1.0f, 0.0f},    {5000, 0.5f, 0.0f},        {4097, 1.0f, 3.0f},
+                        {4097, 0.25f, 3.0f},   {70001, 0.5f, 1e6f},       {int64_t(kAdam8MaxCtas) * 8 * 256 + 300, 0.7f, 0.0f}};
+  for (bool update : {false, true}) {
+    for (bool q8 : {true, false}) {
+      for (const Case& c : cases) {
+        if (!q8 && c.n > 100000) continue;  // (grid-stride fp32 kernel: no per-warp blocks)
+        const DType gdt = update ? DType::BF16 : DType::F32;
+        SCOPED_TRACE(tag("update q8 n scale norm", {update, q8, long(c.n), long(c.clip_scale * 100), long(c.clip_norm)}));
+        StatePair s = state(c.n, q8);
+        const auto g = grad_with_nonfinite(c.n, 0.1f);
+        const auto w0 = randn_bf16(size_t(c.n));
+        HostT cg(g), cout(update ? w0 : std::vector<float>(size_t(c.n)));
+        const Tensor dg = dev_of(g, gdt), dout = update ? dev_of(w0, DType::BF16) : dev({c.n}, DType::BF16);
+        auto run_gpu = [&] {
+          if (update)
+            gk_->clip_adam_update(s.g, dg, dout, c.clip_scale, c.clip_norm, beta1, beta2, eps, step_size, decay, 0);
+          else
+            gk_->clip_adam_step(s.g, dg, dout, c.clip_scale, c.clip_norm, beta1, beta2, eps);
+        };
+        if (update)
+          ck_->clip_adam_update(s.c, cg.t, cout.t, c.clip_scale, c.clip_norm, beta1, beta2, eps, step_size, decay, 0);
+        else
+          ck_->clip_adam_step(s.c, cg.t, cout.t, c.clip_scale, c.clip_norm, beta1, beta2, eps);
+        if (!update) poison(dout);
+        const auto before = state_bytes(s);
+        run_gpu();
+        const GradStats cs = ck_->take_stats(), gs = gk_->take_stats();
+        EXPECT_NEAR(gs.sq_norm, cs.sq_norm, 1e-12 * cs.sq_norm) << "sum of squares";
+        EXPECT_EQ(gs.nonfinite, cs.nonfinite);
+        EXPECT_EQ(gs.nonfinite, 2);
+        const auto out = get(dout);
+        expect_close(update ? "w" : "dir", out, round_bf16(cout.v), kBf16Tol);
+        if (!update) {
+          EXPECT_EQ(out[17], 0.0f);
+          EXPECT_EQ(out[4000], 0.0f);
+        } else {
+          EXPECT_EQ(out[17], w0[17]);
+          EXPECT_EQ(out[4000], w0[4000]);
+          const auto ref = round_bf16(cout.v);
+          int64_t same = 0;  // (the update is ~1% of w: the tolerance alone would not see it)
+          for (int64_t i = 0; i < c.n; ++i) same += out[size_t(i)] == ref[size_t(i)];
+          EXPECT_GE(double(same) / double(c.n), 0.99) << "round-to-nearest should match the host rounding";
+        }
+        // Determinism: the same step from the same state, the same bits (statistics too).
+        const auto after = state_bytes(s);
+        const auto out_bits = raw<uint16_t>(dout);
+        restore_state(s, before);
+        if (update) set(dout, w0); else poison(dout);
+        set(dg, g);
+        run_gpu();
+        const GradStats gs2 = gk_->take_stats();
+        EXPECT_EQ(std::memcmp(&gs.sq_norm, &gs2.sq_norm, sizeof(double)), 0) << "sum of squares differs between runs";
+        EXPECT_EQ(state_bytes(s), after) << "states differ between two identical steps";
+        EXPECT_TRUE(bitwise_equal(raw<uint16_t>(dout), out_bits)) << "output differs between two identical steps";
+        compare_and_sync_state(s);
       }
     }
   }
