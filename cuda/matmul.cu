@@ -164,12 +164,13 @@ struct CudaGemm::Impl {
     }
     return plans.emplace(key, p).first->second;
   }
-  // One GEMM of shape key (the plan's algorithm, or cublasGemmEx).
-  void run(const GemmKey& key, const bf16* A, const bf16* B, void* D, float alpha, float beta) {
+  // One GEMM of shape key (the plan's algorithm, or cublasGemmEx); C null: D.
+  void run(const GemmKey& key, const bf16* A, const bf16* B, void* D, float alpha, float beta,
+           const void* C = nullptr) {
     GemmPlan& p = plan(key);
     if (p.use_lt) {
-      const cublasStatus_t st = cublasLtMatmul(lt, p.op, &alpha, A, p.a, B, p.b, &beta, D, p.d, D, p.d, &p.algo,
-                                               workspace, workspace_bytes, stream);
+      const cublasStatus_t st = cublasLtMatmul(lt, p.op, &alpha, A, p.a, B, p.b, &beta, C ? C : D, p.d, D, p.d,
+                                               &p.algo, workspace, workspace_bytes, stream);
       if (st != CUBLAS_STATUS_NOT_SUPPORTED) {
         CUBLAS_CHECK(st);
         return;
@@ -180,6 +181,9 @@ struct CudaGemm::Impl {
       std::fprintf(stderr, "warning: cuBLASLt refused the %dx%dx%d GEMM its heuristic chose; using cublasGemmEx\n",
                    key.m, key.n, key.k);
     }
+    if (C && beta != 0.0f)  // cublasGemmEx adds D itself: copy C there first (same layout)
+      CUDA_CHECK(cudaMemcpyAsync(D, C, size_t(key.ldd) * key.n * (key.d_f32 ? 4 : 2), cudaMemcpyDeviceToDevice,
+                                 stream));
     CUBLAS_CHECK(cublasGemmEx(blas, key.ta ? CUBLAS_OP_T : CUBLAS_OP_N, key.tb ? CUBLAS_OP_T : CUBLAS_OP_N, key.m,
                               key.n, key.k, &alpha, A, CUDA_R_16BF, key.lda, B, CUDA_R_16BF, key.ldb, &beta, D,
                               key.d_f32 ? CUDA_R_32F : CUDA_R_16BF, key.ldd, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
@@ -210,16 +214,18 @@ void* CudaGemm::workspace() const { return impl_->workspace; }
 size_t CudaGemm::workspace_bytes() const { return impl_->workspace_bytes; }
 
 void CudaGemm::gemm(bool trans_a, bool trans_b, int m, int n, int k, const bf16* A, int lda, const bf16* B, int ldb,
-                    void* D, bool d_f32, int ldd, float alpha, float beta) {
+                    void* D, bool d_f32, int ldd, float alpha, float beta, const void* C) {
   if (m <= 0 || n <= 0) return;
+  if (C == D) C = nullptr;
   GT_ASSERT(k > 0);
   GemmKey key;
   key.m = m, key.n = n, key.k = k, key.lda = lda, key.ldb = ldb, key.ldd = ldd;
   key.ta = trans_a, key.tb = trans_b, key.d_f32 = d_f32;
-  key.align_a = pointer_alignment(A), key.align_b = pointer_alignment(B), key.align_d = pointer_alignment(D);
+  key.align_a = pointer_alignment(A), key.align_b = pointer_alignment(B);
+  key.align_d = C ? std::min(pointer_alignment(D), pointer_alignment(C)) : pointer_alignment(D);  // C's and D's
   const bool timed = impl_->timing && 2 * impl_->timed.size() < impl_->events.size();
   if (timed) CUDA_CHECK(cudaEventRecord(impl_->events[2 * impl_->timed.size()], impl_->stream));
-  impl_->run(key, A, B, D, alpha, beta);
+  impl_->run(key, A, B, D, alpha, beta, C);
   if (timed) {
     CUDA_CHECK(cudaEventRecord(impl_->events[2 * impl_->timed.size() + 1], impl_->stream));
     impl_->timed.push_back(Impl::TimedCall{key, beta != 0.0f});
@@ -344,9 +350,11 @@ void CudaGemm::time_candidates(std::vector<GemmTiming>& shapes, int candidates, 
   cudaEventDestroy(e1);
 }
 
-void matmul_forward_cuda(CudaGemm& g, bf16* out, const bf16* inp, const bf16* weight, int N, int C, int OC) {
-  // out^T[OC,N] = W[OC,C] * inp^T[C,N]
-  g.gemm(/*trans_a=*/true, /*trans_b=*/false, OC, N, C, weight, C, inp, C, out, false, OC, 1.0f, 0.0f);
+void matmul_forward_cuda(CudaGemm& g, bf16* out, const bf16* inp, const bf16* weight, int N, int C, int OC,
+                         const bf16* residual) {
+  // out^T[OC,N] = W[OC,C] * inp^T[C,N] (+ residual^T[OC,N])
+  g.gemm(/*trans_a=*/true, /*trans_b=*/false, OC, N, C, weight, C, inp, C, out, false, OC, 1.0f,
+         residual ? 1.0f : 0.0f, residual);
 }
 
 void matmul_backward_cuda(CudaGemm& g, bf16* dinp, void* dweight, bool dweight_f32, const bf16* dout,

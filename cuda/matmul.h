@@ -42,10 +42,13 @@ class CudaGemm {
   ~CudaGemm();
   CudaGemm(const CudaGemm&) = delete;
   CudaGemm& operator=(const CudaGemm&) = delete;
-  // Column-major D[m,n] = alpha * op(A)[m,k] op(B)[k,n] + beta * D.
-  // A, B bf16; D bf16 (d_f32 false) or fp32 (d_f32 true). beta == 0 never reads D.
+  // Column-major D[m,n] = alpha * op(A)[m,k] op(B)[k,n] + beta * C, where C is D
+  // itself, or the buffer `C` when given (same type and layout as D; it must not
+  // overlap D). A, B bf16; D bf16 (d_f32 false) or fp32 (d_f32 true). beta == 0
+  // never reads C.
   void gemm(bool trans_a, bool trans_b, int m, int n, int k, const __nv_bfloat16* A, int lda,
-            const __nv_bfloat16* B, int ldb, void* D, bool d_f32, int ldd, float alpha, float beta);
+            const __nv_bfloat16* B, int ldb, void* D, bool d_f32, int ldd, float alpha, float beta,
+            const void* C = nullptr);
   // false sends every GEMM through cublasGemmEx, the path taken for a shape
   // cuBLASLt has no algorithm for (or refuses at run time); tests use it to
   // check that path. Default true.
@@ -71,9 +74,10 @@ class CudaGemm {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
-// out[N,OC] = inp[N,C] @ weight[OC,C]^T
+// out[N,OC] = inp[N,C] @ weight[OC,C]^T (+ residual[N,OC] when given: added in
+// the GEMM's epilogue in fp32, one rounding; residual must not overlap out).
 void matmul_forward_cuda(CudaGemm& g, __nv_bfloat16* out, const __nv_bfloat16* inp, const __nv_bfloat16* weight,
-                         int N, int C, int OC);
+                         int N, int C, int OC, const __nv_bfloat16* residual = nullptr);
 // dinp[N,C] (= or +=) dout[N,OC] @ weight[OC,C]; dweight[OC,C] (= or +=) dout^T @ inp.
 // Either output may be null. dweight is fp32 when dweight_f32, else bf16.
 // ld_dout is the row stride of dout in elements (OC for a dense tensor).

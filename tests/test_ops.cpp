@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "backend/backend.h"
 #include "cuda/attention.h"
 #include "cuda/crossentropy.h"
 #include "cuda/embedding.h"
@@ -33,6 +34,22 @@ TEST(Ops, MatmulForwardMatchesNaive) {
       for (int c = 0; c < C; ++c) s += double(x[n * C + c]) * w[o * C + c];
       EXPECT_NEAR(out[n * OC + o], s, 1e-4);
     }
+}
+
+// The backend's fused op (the model's o and down projections): the product
+// plus the residual, the two ops the CPU reference runs; out may not alias it.
+TEST(Ops, MatmulForwardAddIsMatmulPlusResidual) {
+  const int N = 5, C = 7, OC = 6;
+  auto be = make_cpu_backend();
+  std::vector<float> x = randn(size_t(N) * C, 1), w = randn(size_t(OC) * C, 2), r = randn(size_t(N) * OC, 3);
+  std::vector<float> out(size_t(N) * OC, -1.0f), ref(size_t(N) * OC);
+  matmul_forward_cpu(ref.data(), x.data(), w.data(), N, C, OC);
+  for (size_t i = 0; i < ref.size(); ++i) ref[i] += r[i];
+  const Tensor tx(x.data(), DType::F32, Device::CPU, {N, C}), tw(w.data(), DType::F32, Device::CPU, {OC, C});
+  const Tensor tr(r.data(), DType::F32, Device::CPU, {N, OC}), tout(out.data(), DType::F32, Device::CPU, {N, OC});
+  be->matmul_forward_add(tout, tx, tw, tr);
+  EXPECT_EQ(out, ref);
+  EXPECT_THROW(be->matmul_forward_add(tr, tx, tw, tr), Error);
 }
 
 TEST(Ops, MatmulBackward) {

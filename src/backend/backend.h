@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/tensor.h"
 
 namespace gt {
@@ -56,6 +57,14 @@ class Backend {
                                 const Tensor& weight, const Tensor& rstd) = 0;
   // out[N,OC] = inp[N,C] @ weight[OC,C]^T
   virtual void matmul_forward(const Tensor& out, const Tensor& inp, const Tensor& weight) = 0;
+  // out[N,OC] = residual[N,OC] + inp[N,C] @ weight[OC,C]^T; out must not alias residual.
+  // Default: matmul_forward, then residual_add (the CPU reference); CUDA adds the
+  // residual in the GEMM's epilogue.
+  virtual void matmul_forward_add(const Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& residual) {
+    if (out.data == residual.data) fail("matmul_forward_add: out must not alias residual");
+    matmul_forward(out, inp, weight);
+    residual_add(out, out, residual);
+  }
   // dinp[N,C] (=/+=) = dout @ weight; dweight[OC,C] (=/+=) = dout^T @ inp; either may be empty (data==nullptr)
   virtual void matmul_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout, const Tensor& inp,
                                const Tensor& weight, bool accumulate_dinp, bool accumulate_dweight) = 0;

@@ -241,6 +241,14 @@ class CudaBackend final : public Backend {
     matmul_forward_cuda(*gemm_, bf(out, "matmul out"), bf(inp, "matmul inp"), bf(weight, "matmul weight"), rows(inp),
                         as_int(inp.dim(-1), "C"), as_int(weight.dim(0), "OC"));
   }
+  // The residual is the GEMM's C operand (beta = 1): no separate add kernel.
+  void matmul_forward_add(const Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& residual) override {
+    if (out.data == residual.data) fail("matmul_forward_add: out must not alias residual");
+    if (residual.numel() != out.numel())
+      fail("cuda backend: matmul_forward_add: residual has {} elements, out {}", residual.numel(), out.numel());
+    matmul_forward_cuda(*gemm_, bf(out, "matmul out"), bf(inp, "matmul inp"), bf(weight, "matmul weight"), rows(inp),
+                        as_int(inp.dim(-1), "C"), as_int(weight.dim(0), "OC"), bf(residual, "matmul residual"));
+  }
   void matmul_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout, const Tensor& inp,
                        const Tensor& weight, bool accumulate_dinp, bool accumulate_dweight) override {
     const Grad g = grad(dweight, "matmul dweight");

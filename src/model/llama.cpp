@@ -302,16 +302,14 @@ void LlamaModel::layer_forward(int l, bool write_output) {
   be_.rope_forward(a.q, theta);
   be_.rope_forward(a.k, theta);
   be_.attention_forward(a.att, a.lse, a.q, a.k, a.v);
-  be_.matmul_forward(a.mid, reshape(a.att, {N, NH * D}), W(L.o));
-  be_.residual_add(a.mid, a.mid, a.x);
+  be_.matmul_forward_add(a.mid, reshape(a.att, {N, NH * D}), W(L.o), a.x);  // mid = x + att·Woᵀ
   be_.rmsnorm_forward(a.ln2, a.rstd2, a.mid, W(L.ln2), eps);
   be_.matmul_forward(a.gate, a.ln2, W(L.gate));
   be_.matmul_forward(a.up, a.ln2, W(L.up));
   be_.swiglu_forward(a.h, a.gate, a.up);
   if (!write_output) return;  // recompute: x[l+1] is already stored
   const Tensor& x_next = l + 1 < cfg_.num_layers ? acts_[size_t(l + 1)].x : x_final_;
-  be_.matmul_forward(x_next, a.h, W(L.down));
-  be_.residual_add(x_next, x_next, a.mid);
+  be_.matmul_forward_add(x_next, a.h, W(L.down), a.mid);  // x[l+1] = mid + h·Wdownᵀ
 }
 
 Tensor LlamaModel::grad_for(GradSink& sink, int param, bool* acc) {

@@ -184,21 +184,28 @@ const MatShape kMatShapes[] = {{37, 67, 45}, {64, 128, 96}, {1, 64, 33}, {130, 7
 
 // Both GEMM paths: cuBLASLt (the default) and cublasGemmEx (shapes Lt has no
 // algorithm for, or refuses).
+// With a residual, it is the GEMM's C operand (out of place; on the cublasGemmEx
+// path copied into out first).
 TEST_F(GpuTest, MatmulForward) {
   CudaGemm g(stream);
   for (bool lt : {true, false})
+  for (bool with_residual : {false, true})
   for (const auto& s : kMatShapes) {
     g.set_cublaslt(lt);
-    SCOPED_TRACE(tag("N C OC cublaslt", {s.N, s.C, s.OC, lt}));
+    SCOPED_TRACE(tag("N C OC cublaslt residual", {s.N, s.C, s.OC, lt, with_residual}));
     const auto inp = randn_bf16(size_t(s.N) * s.C);
     const auto w = randn_bf16(size_t(s.OC) * s.C, 0.1f);
+    const auto res = randn_bf16(size_t(s.N) * s.OC);
     std::vector<float> ref(size_t(s.N) * s.OC);
     matmul_forward_cpu(ref.data(), inp.data(), w.data(), s.N, s.C, s.OC);
-    Bf16Buf d_inp(inp), d_w(w), d_out(size_t(s.N) * s.OC);
+    if (with_residual)
+      for (size_t i = 0; i < ref.size(); ++i) ref[i] += res[i];
+    Bf16Buf d_inp(inp), d_w(w), d_out(size_t(s.N) * s.OC), d_res(res);
     d_out.poison();
-    matmul_forward_cuda(g, d_out.p, d_inp.p, d_w.p, s.N, s.C, s.OC);
+    matmul_forward_cuda(g, d_out.p, d_inp.p, d_w.p, s.N, s.C, s.OC, with_residual ? d_res.p : nullptr);
     sync();
     expect_close("out", d_out.download_f32(), ref, kBf16Tol);
+    if (with_residual) expect_close("residual untouched", d_res.download_f32(), res, 0.0);
   }
 }
 
@@ -308,7 +315,7 @@ TEST_F(GpuTest, MatmulBackwardDeterministic) {
 
 // ============================================================ rope
 TEST_F(GpuTest, Rope) {
-  for (int D : {16, 64, 6}) {
+  for (int D : {16, 64, 128, 6}) {  // 6: the per-pair kernel; the others 8 pairs per thread
     const int B = 2, T = 37, H = 3;
     const float theta = 10000.0f;
     SCOPED_TRACE(tag("B T H D", {B, T, H, D}));
@@ -843,6 +850,11 @@ TEST(GpuBackend, MatchesCpuBackendOpByOp) {
     cpu.matmul_forward(out.c, inp.c, w.c);
     gpu.matmul_forward(out.g, inp.g, w.g);
     bp.expect("matmul out", out, kBf16Tol);
+    auto res = bp.rand({B, T, I});
+    auto out2 = bp.out({B, T, I});
+    cpu.matmul_forward_add(out2.c, inp.c, w.c, res.c);
+    gpu.matmul_forward_add(out2.g, inp.g, w.g, res.g);
+    bp.expect("matmul out + residual", out2, kBf16Tol);
     auto dout = bp.rand({B, T, I});
     auto dinp = bp.out({B, T, C});
     auto dw = bp.rand({I, C}, 0.1f, 0.0f, DType::F32);

@@ -9,7 +9,8 @@
 // library would return CUBLAS_STATUS_INVALID_VALUE, pick a wrong algorithm or
 // read out of bounds):
 //   - descriptors: compute type 32F with fp32 scale, bf16 A/B, bf16 or fp32
-//     C = D (same layout), only the TRANSA / TRANSB attributes;
+//     C and D of one layout (C = D in place, or a separate C that does not
+//     overlap D), only the TRANSA / TRANSB attributes;
 //   - the layouts agree with each other under the transposes (A is m×k after
 //     op, B k×n, D m×n) and ld >= rows;
 //   - cublasLtMatmul gets an algorithm the heuristic returned for this very
@@ -157,6 +158,8 @@ void operands(const char* call, bool ta, bool tb, int64_t m, int64_t n, int64_t 
   dev_bytes(call, "B", B, nb);
   dev_bytes(call, "D", D, nd);
   if (beta != 0.0f) dev_bytes(call, "C", C, nd);
+  if (beta != 0.0f && C != D)  // out of place: C may not overlap D (in place is C == D)
+    no_overlap(call, "D", static_cast<const char*>(D), nd, "C", static_cast<const char*>(C), nd);
   no_overlap(call, "D", static_cast<const char*>(D), nd, "A", static_cast<const char*>(A), na);
   no_overlap(call, "D", static_cast<const char*>(D), nd, "B", static_cast<const char*>(B), nb);
 }
@@ -303,7 +306,6 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
   if (emu_is_device(alpha, sizeof(float)) || emu_is_device(beta, sizeof(float)))
     die(call, "alpha / beta are device memory but the pointer mode is HOST");
   const float a = *static_cast<const float*>(alpha), b = *static_cast<const float*>(beta);
-  if (b != 0.0f && C != D) die(call, "C != D is not emulated (matmul.cu accumulates in place)");
   const bool ta = de->ta != CUBLAS_OP_N, tb = de->tb != CUBLAS_OP_N, f32 = ld->type == CUDA_R_32F;
   operands(call, ta, tb, pr.m, pr.n, pr.k, A, la->ld, B, lb->ld, C, D, f32 ? 4 : 2, ld->ld, b);
   if (mode() == "refuse") return CUBLAS_STATUS_NOT_SUPPORTED;
