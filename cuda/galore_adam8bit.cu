@@ -186,8 +186,8 @@ __global__ void __launch_bounds__(kAdam8Threads, 4)
         o[k] = ok ? adam8_direction(m[k], v[k], eps) : 0.0f;
     }
     store8(out, i0, n, vec, o);
-    // 2) block absmax of |m| and v; every lane has read the old absmax (the
-    //    shuffles order the warp) before lane 0 replaces it.
+    // 2) block absmax of |m| and v; every lane has read the old absmax
+    //    (__syncwarp: shuffles are no memory ordering) before lane 0 replaces it.
     float amax_m = 0.0f, amax_v = 0.0f;
 #pragma unroll
     for (int k = 0; k < 8; ++k) {
@@ -196,6 +196,7 @@ __global__ void __launch_bounds__(kAdam8Threads, 4)
     }
     amax_m = warp_max(amax_m);
     amax_v = warp_max(amax_v);
+    __syncwarp();
     if (lane == 0) {
       am[b] = amax_m;
       av[b] = amax_v;
