@@ -213,7 +213,7 @@ else
   step memcheck 150 compute-sanitizer --tool memcheck --error-exitcode 99 --print-limit 20 "$KT" \
     --gtest_filter='GpuTest.*'
   [ -x "$BUILD/tests/test_optim_kernels" ] && STEP_NOTE="optimizer kernels" &&
-    step memcheck_optim 60 compute-sanitizer --tool memcheck --error-exitcode 99 --print-limit 20 \
+    step memcheck_optim 90 compute-sanitizer --tool memcheck --error-exitcode 99 --print-limit 20 \
       "$BUILD/tests/test_optim_kernels"
   [ -x "$BUILD/tests/test_model_cuda" ] && STEP_NOTE="whole model (backend glue, recompute)" &&
     step memcheck_model 60 compute-sanitizer --tool memcheck --error-exitcode 99 --print-limit 20 \
@@ -223,8 +223,9 @@ else
     --print-limit 20 "$KT" \
     --gtest_filter='GpuTest.Attention*:GpuTest.Classifier*:GpuTest.Rmsnorm*:GpuTest.SumSquares*:GpuTest.Adam8bit*'
   [ -x "$BUILD/tests/test_optim_kernels" ] && STEP_NOTE="optimizer reductions" &&
-    step racecheck_optim 60 compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 99 \
-      --print-limit 20 "$BUILD/tests/test_optim_kernels" --gtest_filter='OptimKernelsGpu.ClipAndStats*'
+    step racecheck_optim 90 compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 99 \
+      --print-limit 20 "$BUILD/tests/test_optim_kernels" \
+      --gtest_filter='OptimKernelsGpu.ClipAndStats*:OptimKernelsGpuAdam.ClipAdam*'
   STEP_NOTE="barriers"
   step synccheck 60 compute-sanitizer --tool synccheck --error-exitcode 99 --print-limit 20 "$KT" \
     --gtest_filter='GpuTest.Attention*:GpuTest.Classifier*'
