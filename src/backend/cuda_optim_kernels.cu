@@ -469,6 +469,7 @@ class CudaOptimKernels final : public OptimKernels {
     expect_numel(g, st.n, "clip_adam_step", "g");
     if (dir.numel() < st.n)
       fail("cuda optimizer kernels: clip_adam_step: dir has {} < {} elements", dir.numel(), st.n);
+    if (st.n <= 0) return;
     const AdamClip c = fused_clip(g.f32(), st, clip_scale, clip_norm);
     if (dir.dtype == DType::BF16)
       step_impl(st, g.f32(), dir.as<bf16>(), beta1, beta2, eps, c);
@@ -484,6 +485,7 @@ class CudaOptimKernels final : public OptimKernels {
     expect_float(w, "clip_adam_update", "w");
     expect_numel(g, st.n, "clip_adam_update", "g");
     expect_numel(w, st.n, "clip_adam_update", "w");
+    if (st.n <= 0) return;
     const AdamClip c = g.dtype == DType::F32 ? fused_clip(g.f32(), st, clip_scale, clip_norm)
                                               : fused_clip(g.as<const bf16>(), st, clip_scale, clip_norm);
     const bool g32 = g.dtype == DType::F32, w32 = w.dtype == DType::F32;
