@@ -71,6 +71,7 @@ struct CudaGemm::Impl {
     bool beta;  // beta != 0
   };
   std::vector<TimedCall> timed;
+  int64_t untimed = 0;  // calls past the events' capacity
   bool timing = false;
 
   ~Impl() {

@@ -24,6 +24,7 @@ void CudaGemm::start_timing(int max_calls) {
   }
   I.timed.clear();
   I.timed.reserve(size_t(max_calls));
+  I.untimed = 0;
   I.timing = true;
 }
 
@@ -31,6 +32,9 @@ std::vector<GemmTiming> CudaGemm::finish_timing() {
   Impl& I = *impl_;
   I.timing = false;
   CUDA_CHECK(cudaStreamSynchronize(I.stream));
+  if (I.untimed)
+    std::fprintf(stderr, "warning: GEMM timing: %lld calls past the %zu timed ones are not in the report\n",
+                 (long long)I.untimed, I.timed.size());
   std::map<std::tuple<int, int, int, int, int, int>, GemmTiming> by_shape;
   for (size_t i = 0; i < I.timed.size(); ++i) {
     const GemmKey& k = I.timed[i].key;
