@@ -428,33 +428,12 @@ class CudaOptimKernels final : public OptimKernels {
 
   void adam_step(const AdamState& st, const Tensor& g, const Tensor& dir, float beta1, float beta2,
                  float eps) override {
-    check_state(st, "adam_step");
-    expect_cuda(g, DType::F32, "adam_step", "g");
-    expect_float(dir, "adam_step", "dir");
-    expect_numel(g, st.n, "adam_step", "g");
-    if (dir.numel() < st.n) fail("cuda optimizer kernels: adam_step: dir has {} < {} elements", dir.numel(), st.n);
-    if (dir.dtype == DType::BF16)
-      step_impl(st, g.f32(), dir.as<bf16>(), beta1, beta2, eps);
-    else
-      step_impl(st, g.f32(), dir.f32(), beta1, beta2, eps);
+    run_step("adam_step", st, g, dir, beta1, beta2, eps, nullptr);
   }
 
   void adam_update(const AdamState& st, const Tensor& g, const Tensor& w, float beta1, float beta2, float eps,
                    float step_size, float decay, uint64_t sr_seed) override {
-    check_state(st, "adam_update");
-    expect_float(g, "adam_update", "g");
-    expect_float(w, "adam_update", "w");
-    expect_numel(g, st.n, "adam_update", "g");
-    expect_numel(w, st.n, "adam_update", "w");
-    const bool g32 = g.dtype == DType::F32, w32 = w.dtype == DType::F32;
-    if (g32 && w32)
-      update_impl(st, g.f32(), w.f32(), beta1, beta2, eps, step_size, decay, sr_seed);
-    else if (g32)
-      update_impl(st, g.f32(), w.as<bf16>(), beta1, beta2, eps, step_size, decay, sr_seed);
-    else if (w32)
-      update_impl(st, g.as<const bf16>(), w.f32(), beta1, beta2, eps, step_size, decay, sr_seed);
-    else
-      update_impl(st, g.as<const bf16>(), w.as<bf16>(), beta1, beta2, eps, step_size, decay, sr_seed);
+    run_update("adam_update", st, g, w, beta1, beta2, eps, step_size, decay, sr_seed, nullptr);
   }
 
   // The Adam kernel multiplies g by the clip factor in registers (g is not
@@ -463,41 +442,14 @@ class CudaOptimKernels final : public OptimKernels {
   // ‖g‖ first. fp32 states: a statistics pass, then the step.
   void clip_adam_step(const AdamState& st, const Tensor& g, const Tensor& dir, double clip_scale, double clip_norm,
                       float beta1, float beta2, float eps) override {
-    check_state(st, "clip_adam_step");
-    expect_cuda(g, DType::F32, "clip_adam_step", "g");
-    expect_float(dir, "clip_adam_step", "dir");
-    expect_numel(g, st.n, "clip_adam_step", "g");
-    if (dir.numel() < st.n)
-      fail("cuda optimizer kernels: clip_adam_step: dir has {} < {} elements", dir.numel(), st.n);
-    if (st.n <= 0) return;
-    const AdamClip c = fused_clip(g.f32(), st, clip_scale, clip_norm);
-    if (dir.dtype == DType::BF16)
-      step_impl(st, g.f32(), dir.as<bf16>(), beta1, beta2, eps, c);
-    else
-      step_impl(st, g.f32(), dir.f32(), beta1, beta2, eps, c);
-    if (c.psq) finish_stats(adam8bit_ctas(st.n));
+    const ClipArgs clip{clip_scale, clip_norm};
+    run_step("clip_adam_step", st, g, dir, beta1, beta2, eps, &clip);
   }
 
   void clip_adam_update(const AdamState& st, const Tensor& g, const Tensor& w, double clip_scale, double clip_norm,
                         float beta1, float beta2, float eps, float step_size, float decay, uint64_t sr_seed) override {
-    check_state(st, "clip_adam_update");
-    expect_float(g, "clip_adam_update", "g");
-    expect_float(w, "clip_adam_update", "w");
-    expect_numel(g, st.n, "clip_adam_update", "g");
-    expect_numel(w, st.n, "clip_adam_update", "w");
-    if (st.n <= 0) return;
-    const AdamClip c = g.dtype == DType::F32 ? fused_clip(g.f32(), st, clip_scale, clip_norm)
-                                              : fused_clip(g.as<const bf16>(), st, clip_scale, clip_norm);
-    const bool g32 = g.dtype == DType::F32, w32 = w.dtype == DType::F32;
-    if (g32 && w32)
-      update_impl(st, g.f32(), w.f32(), beta1, beta2, eps, step_size, decay, sr_seed, c);
-    else if (g32)
-      update_impl(st, g.f32(), w.as<bf16>(), beta1, beta2, eps, step_size, decay, sr_seed, c);
-    else if (w32)
-      update_impl(st, g.as<const bf16>(), w.f32(), beta1, beta2, eps, step_size, decay, sr_seed, c);
-    else
-      update_impl(st, g.as<const bf16>(), w.as<bf16>(), beta1, beta2, eps, step_size, decay, sr_seed, c);
-    if (c.psq) finish_stats(adam8bit_ctas(st.n));
+    const ClipArgs clip{clip_scale, clip_norm};
+    run_update("clip_adam_update", st, g, w, beta1, beta2, eps, step_size, decay, sr_seed, &clip);
   }
 
   void apply_update(const Tensor& w, const Tensor& d, float step_size, float decay, uint64_t sr_seed) override {
@@ -589,15 +541,60 @@ class CudaOptimKernels final : public OptimKernels {
     CUDA_CHECK_LAUNCH();
   }
 
+  struct ClipArgs {
+    double scale, norm;  // clip_scale, clip_norm of clip_and_stats
+  };
+  // adam_step / clip_adam_step: checks, then the step on g [n] F32 into dir (bf16 or F32);
+  // clip null: no clipping and no statistics.
+  void run_step(const char* op, const AdamState& st, const Tensor& g, const Tensor& dir, float beta1, float beta2,
+                float eps, const ClipArgs* clip) {
+    check_state(st, op);
+    expect_cuda(g, DType::F32, op, "g");
+    expect_float(dir, op, "dir");
+    expect_numel(g, st.n, op, "g");
+    if (dir.numel() < st.n) fail("cuda optimizer kernels: {}: dir has {} < {} elements", op, dir.numel(), st.n);
+    if (st.n <= 0) return;
+    const AdamClip c = clip ? fused_clip(g.f32(), st, *clip) : AdamClip{};
+    if (dir.dtype == DType::BF16)
+      step_impl(st, g.f32(), dir.as<bf16>(), beta1, beta2, eps, c);
+    else
+      step_impl(st, g.f32(), dir.f32(), beta1, beta2, eps, c);
+    if (c.psq) finish_stats(adam8bit_ctas(st.n));
+  }
+
+  // adam_update / clip_adam_update: as run_step, for every dtype pair of g and w.
+  void run_update(const char* op, const AdamState& st, const Tensor& g, const Tensor& w, float beta1, float beta2,
+                  float eps, float step_size, float decay, uint64_t sr_seed, const ClipArgs* clip) {
+    check_state(st, op);
+    expect_float(g, op, "g");
+    expect_float(w, op, "w");
+    expect_numel(g, st.n, op, "g");
+    expect_numel(w, st.n, op, "w");
+    if (st.n <= 0) return;
+    const bool g32 = g.dtype == DType::F32, w32 = w.dtype == DType::F32;
+    AdamClip c;
+    if (clip)
+      c = g32 ? fused_clip(g.f32(), st, *clip) : fused_clip(g.as<const bf16>(), st, *clip);
+    if (g32 && w32)
+      update_impl(st, g.f32(), w.f32(), beta1, beta2, eps, step_size, decay, sr_seed, c);
+    else if (g32)
+      update_impl(st, g.f32(), w.as<bf16>(), beta1, beta2, eps, step_size, decay, sr_seed, c);
+    else if (w32)
+      update_impl(st, g.as<const bf16>(), w.f32(), beta1, beta2, eps, step_size, decay, sr_seed, c);
+    else
+      update_impl(st, g.as<const bf16>(), w.as<bf16>(), beta1, beta2, eps, step_size, decay, sr_seed, c);
+    if (c.psq) finish_stats(adam8bit_ctas(st.n));
+  }
+
   // The clipping of an Adam kernel's pass: a statistics pass first with
   // per-tensor clipping (the kernel reads ‖g‖² on the device) or fp32 states;
   // otherwise the 8-bit kernel writes the statistics' partials itself.
   template <typename TG>
-  AdamClip fused_clip(const TG* g, const AdamState& st, double clip_scale, double clip_norm) {
+  AdamClip fused_clip(const TG* g, const AdamState& st, const ClipArgs& clip) {
     AdamClip c;
-    c.clip_scale = float(clip_scale);
-    c.clip_norm = clip_norm;
-    if (clip_norm > 0.0 || !st.q8) {
+    c.clip_scale = float(clip.scale);
+    c.clip_norm = clip.norm;
+    if (clip.norm > 0.0 || !st.q8) {
       stats_impl(g, st.n);
       c.tensor_sq = &stats()->sq_tensor;
     } else {
