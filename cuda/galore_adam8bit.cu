@@ -4,9 +4,11 @@
 // (cuda/adam8bit_cpu.cpp, optim/adamw8bit.cpp) calls too.
 //
 // GaLore on the GPU is then: R = projection of G (cuBLASLt), adam8bit_step_cuda
-// on R, the projection back (cuBLASLt), apply_update_cuda with step_size =
-// lr * bias correction * scale. Full-rank AdamW fuses the moments and the
-// weight update (adam8bit_update_cuda / adam32_update_cuda).
+// on R (clipping and the gradient statistics folded in: AdamClip), the
+// projection back with the weight update in its epilogue (cuBLASLt; or
+// apply_update_cuda with stochastic rounding), step_size = lr * bias
+// correction * scale. Full-rank AdamW fuses the moments and the weight update
+// (adam8bit_update_cuda / adam32_update_cuda).
 #include "cuda/cuda_check.h"  // first: see the note there
 
 #include <algorithm>

@@ -606,7 +606,7 @@ class CudaOptimKernels final : public OptimKernels {
 
   template <typename TD>
   void step_impl(const AdamState& st, const float* g, TD* dir, float beta1, float beta2, float eps,
-                 const AdamClip& clip = {}) {
+                 const AdamClip& clip) {
     if (st.q8)
       adam8bit_step_cuda(g, dir, st.m.as<uint8_t>(), st.v.as<uint8_t>(), st.absmax_m.f32(), st.absmax_v.f32(), st.n,
                          map_m(), map_v(), beta1, beta2, eps, stream_, clip);
@@ -616,7 +616,7 @@ class CudaOptimKernels final : public OptimKernels {
 
   template <typename TG, typename TW>
   void update_impl(const AdamState& st, const TG* g, TW* w, float beta1, float beta2, float eps, float step_size,
-                   float decay, uint64_t sr_seed, const AdamClip& clip = {}) {
+                   float decay, uint64_t sr_seed, const AdamClip& clip) {
     if (st.q8)
       adam8bit_update_cuda(g, w, st.m.as<uint8_t>(), st.v.as<uint8_t>(), st.absmax_m.f32(), st.absmax_v.f32(), st.n,
                            map_m(), map_v(), beta1, beta2, eps, step_size, decay, sr_seed, stream_, clip);
