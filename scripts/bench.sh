@@ -13,7 +13,9 @@
 #      what projecting from the factors (dY, X) buys
 # Runs 1 and 2 also time one more step's GEMMs by shape (galore-bench
 # --gemm-report 8: time in the step, and each shape alone with the algorithm in
-# use and the best of cuBLASLt's first 8 candidates).
+# use and the best of cuBLASLt's first 8 candidates) and one more step's model
+# ops by name and shape (--op-report: attention, norms, RoPE, SwiGLU, ... beside
+# the matmuls; the optimizer's kernels are the rest of the step).
 # Each run also times one extra step by phase (galore-bench --profile: forward,
 # backward, optimizer (split into refresh, projection, clip + Adam, weight
 # update and the rest), other; stream-ordered timestamps, no extra sync inside
@@ -45,14 +47,14 @@ bench() {  # label config sets...
   for s in "$@"; do sets+=(--set "$s"); done
   echo "=== $label"
   "$BIN/galore-bench" --config "$config" "${sets[@]}" --steps "$STEPS" --warmup "$WARMUP" --label "$label" \
-    --json "$JSONL" --profile ${GEMM_REPORT:+--gemm-report "$GEMM_REPORT"} 2>&1 | grep -v " step [0-9]*/" ||
+    --json "$JSONL" --profile ${GEMM_REPORT:+--gemm-report "$GEMM_REPORT"} ${OP_REPORT:+--op-report} 2>&1 | grep -v " step [0-9]*/" ||
     echo "FAILED: $label"
 }
 
 COMMON=(training.total_batch_size=16 training.micro_batch_size=16 training.seq_len=256 optimizer.per_layer_updates=true
   optimizer.name=galore_adamw8bit)
-GEMM_REPORT=8 bench llama1b-r512 configs/llama1b.json "${COMMON[@]}" optimizer.galore.rank=512
-GEMM_REPORT=8 bench llama7b-r1024-recompute configs/llama7b.json "${COMMON[@]}" optimizer.galore.rank=1024 \
+GEMM_REPORT=8 OP_REPORT=1 bench llama1b-r512 configs/llama1b.json "${COMMON[@]}" optimizer.galore.rank=512
+GEMM_REPORT=8 OP_REPORT=1 bench llama7b-r1024-recompute configs/llama7b.json "${COMMON[@]}" optimizer.galore.rank=1024 \
   training.recompute=true
 STEPS=${REFRESH_STEPS:-3} WARMUP=1 bench llama7b-refresh-every-step configs/llama7b.json "${COMMON[@]}" \
   optimizer.galore.rank=1024 training.recompute=true optimizer.galore.update_proj_gap=1
@@ -103,6 +105,17 @@ for label, r in runs.items():
         alone = sum(s["alone_ms"] * s["calls"] for s in g["shapes"] if s["alone_ms"] > 0)
         print(f'- {label}: GEMMs {g["gemm_ms"]:.1f} ms of a {g["step_ms"]:.1f} ms step; alone {alone:.1f} ms with '
               f'the algorithms in use, {best:.1f} ms with the best of the candidates')
+print("\nModel ops of one step by kind (galore-bench --op-report; ms; the optimizer's kernels are the rest):")
+for label, r in runs.items():
+    o = r.get("ops")
+    if o:
+        kinds = {}
+        for x in o["ops"]:
+            kinds[x["op"]] = kinds.get(x["op"], 0.0) + x["ms"]
+        mm = sum(v for k, v in kinds.items() if k.startswith("matmul"))
+        top = sorted(((v, k) for k, v in kinds.items() if not k.startswith("matmul")), reverse=True)[:8]
+        print(f'- {label}: {o["ops_ms"]:.1f} of {o["step_ms"]:.1f} ms; matmuls {mm:.1f}; '
+              + ", ".join(f"{k} {v:.1f}" for v, k in top))
 a, b = runs.get("llama7b-r1024-recompute"), runs.get("llama7b-refresh-every-step")
 if a and b:
     refresh = b["step_s_median"] - a["step_s_median"]

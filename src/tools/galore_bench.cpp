@@ -13,7 +13,8 @@
 // --gemm-report K (CUDA) runs one more step with every GEMM bracketed by
 // events and reports the time per GEMM shape; K > 0 also times each shape
 // alone with the algorithm in use and with the heuristic's first K candidates
-// (is a better algorithm there?).
+// (is a better algorithm there?). --op-report runs one more step with the
+// model's ops timed by name and shape (backend/timed_backend.h).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -25,6 +26,7 @@
 #include "backend/backend.h"
 #include "backend/cuda_backend.h"
 #include "backend/device_plan.h"
+#include "backend/timed_backend.h"
 #include "config/config.h"
 #include "core/error.h"
 #include "core/openmp_env.h"
@@ -91,6 +93,31 @@ nlohmann::json gemm_report(Trainer& trainer, int candidates) {
   return nullptr;
 #endif
 }
+// One more step with the model's ops timed by name and shape (--op-report):
+// prints a table and returns it as JSON.
+nlohmann::json op_report(Trainer& trainer) {
+  TimedBackend& timer = *trainer.op_timer();
+  timer.start(1 << 14);  // a 7B micro-batch issues about 1,200 model ops
+  trainer.backend().synchronize();
+  const double t0 = now_s();
+  trainer.train_step();
+  trainer.backend().synchronize();
+  const double step_ms = 1000 * (now_s() - t0);
+  double span_ms = 0;
+  const std::vector<OpTiming> rows = timer.finish(&span_ms);
+  nlohmann::json ops = nlohmann::json::array();
+  double total = 0;
+  std::cout << "| model op | shape | calls | ms in step | % of step |\n|---|---|---|---|---|\n";
+  for (const OpTiming& t : rows) {
+    total += t.ms;
+    std::cout << fmt::format("| {} | {} | {} | {:.2f} | {:.1f}% |\n", t.op, t.shape, t.calls, t.ms,
+                             100 * t.ms / step_ms);
+    ops.push_back({{"op", t.op}, {"shape", t.shape}, {"calls", t.calls}, {"ms", t.ms}});
+  }
+  spdlog::info("model ops: {:.1f} ms of a {:.1f} ms step; the rest ({:.1f} ms) is the optimizer's kernels and gaps",
+               total, step_ms, step_ms - total);
+  return {{"step_ms", step_ms}, {"ops_ms", total}, {"span_ms", span_ms}, {"ops", ops}};
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -112,15 +139,20 @@ int main(int argc, char** argv) {
                  "CUDA: one more step with the time per GEMM shape; K > 0 also times each shape alone with the "
                  "heuristic's first K algorithms (up to 16; allocates scratch of each shape's size)")
       ->check(CLI::Range(0, 16));
+  bool op_report_on = false;
+  app.add_flag("--op-report", op_report_on,
+               "one more step with the time per model op and shape (the optimizer's kernels are the rest)");
   CLI11_PARSE(app, argc, argv);
   try {
     Config cfg = load_config(config_path, overrides);
     cfg.training.max_steps =
-        std::max(cfg.training.max_steps, warmup + steps + (profile ? 1 : 0) + (gemm_candidates >= 0 ? 1 : 0));
+        std::max(cfg.training.max_steps, warmup + steps + (profile ? 1 : 0) + (gemm_candidates >= 0 ? 1 : 0) +
+                                                     (op_report_on ? 1 : 0));
     cfg.logging.progress = "plain";
     if (label.empty()) label = config_path;
     TrainOptions opts;
     opts.synthetic_data = true;
+    opts.op_timing = op_report_on;
     size_t free0 = 0, total = 0;
     const bool gpu = cuda_memory_info(&free0, &total);
     const double t_init = now_s();
@@ -156,6 +188,7 @@ int main(int argc, char** argv) {
       spdlog::info("{} profile of one step: {}", label, line);
     }
     const nlohmann::json gemms = gemm_candidates >= 0 ? gemm_report(trainer, gemm_candidates) : nullptr;
+    const nlohmann::json ops = op_report_on ? op_report(trainer) : nullptr;
     const double step_s = median(times);
     const double tokens = double(cfg.training.total_batch_size) * cfg.training.seq_len;
     const double tps = tokens / step_s;
@@ -189,6 +222,7 @@ int main(int argc, char** argv) {
                         {"init_s", init_s},
                         {"profile_ms", profile_ms},
                         {"gemms", gemms},
+                        {"ops", ops},
                         {"final_loss", loss}};
     std::cout << fmt::format("| {} | {} | {:.0f} | {:.1f} | {} | {:.1f} | {:.2f} | {:.2f} |\n", label,
                              cfg.optimizer.name, tps, flops / 1e12,

@@ -98,7 +98,9 @@ Trainer::Trainer(const Config& cfg, const TrainOptions& opts) : cfg_(cfg), opts_
   check_cuda_dtype(cfg_, backend_->device());
   const int B = cfg_.training.micro_batch_size, T = cfg_.training.seq_len;
   check_memory_plan();
-  model_ = std::make_unique<LlamaModel>(cfg_.model, *backend_, B, T, logits_workspace_rows(B * T),
+  if (opts_.op_timing) op_timer_ = std::make_unique<TimedBackend>(*backend_);
+  Backend& model_backend = op_timer_ ? static_cast<Backend&>(*op_timer_) : *backend_;
+  model_ = std::make_unique<LlamaModel>(cfg_.model, model_backend, B, T, logits_workspace_rows(B * T),
                                         cfg_.training.recompute);
   const bool galore = optimizer_is_galore(cfg_.optimizer.name);
   params_ = llama_params(cfg_.model, galore ? cfg_.optimizer.galore.targets : std::vector<std::string>{});

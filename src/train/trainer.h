@@ -9,6 +9,7 @@
 #include <string>
 
 #include "backend/backend.h"
+#include "backend/timed_backend.h"
 #include "config/config.h"
 #include "model/grads.h"
 #include "model/llama.h"
@@ -27,6 +28,7 @@ struct TrainOptions {
   std::vector<std::string> overrides;  // --set values, logged when resuming
   bool synthetic_data = false;   // uniform random tokens instead of shards (benchmarks,
                                  // --synthetic-data): no validation, no checkpoints
+  bool op_timing = false;        // the model runs on a TimedBackend (galore-bench --op-report)
 };
 
 // Counters that make a resume exact (saved in trainer_state.json).
@@ -56,6 +58,9 @@ class Trainer {
   // One optimizer step; returns the mean training loss (NaN if skipped).
   double train_step();
   Backend& backend() { return *backend_; }
+  // The model's backend wrapper when TrainOptions::op_timing (else null):
+  // start() it before a step and finish() it after, for the time per op.
+  TimedBackend* op_timer() { return op_timer_.get(); }
   void save_checkpoint(const std::string& reason);
   // Times the next train_step by phase (train/step_profile.h; its timer slots
   // are reserved here, outside the step); afterwards last_profile_ms() holds
@@ -83,6 +88,7 @@ class Trainer {
   Config cfg_;
   TrainOptions opts_;
   std::unique_ptr<Backend> backend_;
+  std::unique_ptr<TimedBackend> op_timer_;  // wraps backend_ for the model (op_timing); outlives model_
   std::unique_ptr<LlamaModel> model_;
   std::vector<ParamInfo> params_;  // with GaLore targets marked
   std::unique_ptr<Optimizer> optimizer_;

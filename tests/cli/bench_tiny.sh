@@ -5,16 +5,18 @@
 # it stays near ln 2048); --json
 # appends the same line to a file; --profile adds one more step's milliseconds
 # by phase (forward, backward, the optimizer's parts, other); --gemm-report
-# needs the CUDA backend: on the CPU it warns and reports null.
+# needs the CUDA backend: on the CPU it warns and reports null; --op-report
+# adds one more step's model ops by name and shape (a table and "ops" in the JSON).
 set -euo pipefail
 BIN="${GALORE_BIN:?run through ctest}"
 cd "${GALORE_ROOT:-.}"
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 "$BIN/galore-bench" --config configs/tiny.json --set training.device=cpu --set optimizer.name=galore_adamw8bit \
-  --set data.train_shards='["/nonexistent/*.bin"]' --steps 3 --warmup 1 --label tiny-cpu --json "$OUT/b.jsonl" --profile --gemm-report 2 \
+  --set data.train_shards='["/nonexistent/*.bin"]' --steps 3 --warmup 1 --label tiny-cpu --json "$OUT/b.jsonl" --profile --gemm-report 2 --op-report \
   >"$OUT/log" 2>&1 || { cat "$OUT/log"; echo "FAIL: galore-bench exited non-zero"; exit 1; }
 grep -q "^| tiny-cpu | galore_adamw8bit |" "$OUT/log" || { cat "$OUT/log"; echo "FAIL: no table row"; exit 1; }
+grep -q "^| attention_backward | 8x128x4x32 |" "$OUT/log" || { cat "$OUT/log"; echo "FAIL: no op-report row"; exit 1; }
 grep -q "gemm-report needs the CUDA backend; skipped" "$OUT/log" || { cat "$OUT/log"; echo "FAIL: no --gemm-report warning"; exit 1; }
 python3 - "$OUT/b.jsonl" <<'PY'
 import json, math, sys
@@ -30,5 +32,11 @@ want = ["backward", "forward", "opt_adam", "opt_project", "opt_refresh", "opt_up
 if sorted(prof) != want: sys.exit(f"FAIL: profile phases {sorted(prof)}")
 if not all(prof[k] > 0 for k in ("forward", "backward", "opt_project", "opt_adam", "opt_update")): sys.exit(f"FAIL: profile {prof}")
 if not 0.3 < sum(prof.values()) / 1000 / r["step_s_median"] < 3: sys.exit(f"FAIL: profile {prof} vs step {r['step_s_median']} s")
+ops = r["ops"]
+kinds = {o["op"] for o in ops["ops"]}
+for k in ("attention_forward", "attention_backward", "matmul_forward", "rmsnorm_forward", "swiglu_backward", "classifier_with_grads"):
+    if k not in kinds: sys.exit(f"FAIL: op-report lacks {k}: {sorted(kinds)}")
+if not all(o["calls"] > 0 and o["ms"] >= 0 for o in ops["ops"]): sys.exit(f"FAIL: op-report {ops}")
+if not 0.3 < ops["ops_ms"] / ops["step_ms"] <= 1.0: sys.exit(f"FAIL: op-report {ops['ops_ms']} ms of a {ops['step_ms']} ms step")
 print(f"ok: {r['tokens_per_s']:.0f} tokens/s on the CPU, loss {r['final_loss']:.3f}, profile {prof}")
 PY
