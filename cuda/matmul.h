@@ -11,12 +11,24 @@ void matmul_forward_cpu(float* out, const float* inp, const float* weight, int N
 // Either output may be null to skip it.
 void matmul_backward_cpu(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                          int N, int C, int OC, bool accumulate_dinp, bool accumulate_dweight);
+
+// What CudaGemm::autotune did. The times are per call on scratch, weighted
+// by each shape's calls so far (after one training step: about that step's GEMM time).
+struct GemmTuneResult {
+  int shapes = 0;        // cuBLASLt shapes timed
+  int changed = 0;       // shapes now on another algorithm than the heuristic's first
+  int skipped = 0;       // shapes whose operands do not fit the scratch (they keep the heuristic's)
+  double ms_before = 0;  // the timed shapes' calls with the algorithms they had
+  double ms_after = 0;   // and with the ones they have now
+};
 }  // namespace gt
 
 #ifdef GALORE_WITH_CUDA
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 namespace gt {
 // One GEMM shape's share of a timed stretch of work (CudaGemm::start_timing).
@@ -69,6 +81,21 @@ class CudaGemm {
   // the median time per call of the algorithm in use and of each of the
   // heuristic's first `candidates` algorithms (same constraints), `reps` runs each.
   void time_candidates(std::vector<GemmTiming>& shapes, int candidates, int reps);
+
+  // Autotuning (training.gemm_autotune; cuda/matmul_autotune.cu). For every
+  // shape run so far through cuBLASLt, time the heuristic's first
+  // `candidates` algorithms (same constraints: workspace, no in-place split-K)
+  // on operands carved from `scratch` (random bf16; it must hold nothing live)
+  // and keep the fastest when it beats the current one by 2%. Synchronizes.
+  // Shapes first seen later get the heuristic's choice, as before.
+  GemmTuneResult autotune(void* scratch, size_t scratch_bytes, int candidates, int reps = 5);
+  // The algorithm of every cached cuBLASLt shape as bytes (saved with
+  // checkpoints: a bit-exact resume needs the same algorithm per shape), and
+  // back. import_algos returns "" when the table was taken, else why not (another
+  // device or cuBLASLt version, or an algorithm this library refuses); then
+  // nothing changes.
+  std::vector<uint8_t> export_algos() const;
+  std::string import_algos(const std::vector<uint8_t>& table);
 
  private:
   struct Impl;

@@ -50,7 +50,27 @@ struct GemmPlan {
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
   cublasLtMatmulAlgo_t algo{};
   bool use_lt = false;  // false: no Lt algorithm for this shape, use cublasGemmEx
+  int64_t calls = 0;    // run() calls so far (autotune's weights)
 };
+
+// x[i] = a uniform bf16 in [-1, 1) from a hash of i: benchmark inputs, not zeros (matmul_timing.cu).
+void fill_random_bf16(bf16* x, int64_t n, uint32_t seed, cudaStream_t s);
+// Median milliseconds per call of fn over `reps` event-timed runs on stream s,
+// after one warm-up run; -1 if fn returns false (the algorithm refused).
+template <class Fn>
+double median_call_ms(cudaStream_t s, cudaEvent_t e0, cudaEvent_t e1, int reps, Fn fn) {
+  if (!fn()) return -1.0;
+  std::vector<float> ms(static_cast<size_t>(std::max(reps, 1)));
+  for (float& x : ms) {
+    CUDA_CHECK(cudaEventRecord(e0, s));
+    fn();
+    CUDA_CHECK(cudaEventRecord(e1, s));
+    CUDA_CHECK(cudaEventSynchronize(e1));
+    CUDA_CHECK(cudaEventElapsedTime(&x, e0, e1));
+  }
+  std::sort(ms.begin(), ms.end());
+  return double(ms[ms.size() / 2]);
+}
 
 }  // namespace gemm_detail
 
@@ -144,6 +164,16 @@ struct CudaGemm::Impl {
     return c;
   }
 
+  // One GEMM with algorithm `algo` of plan p; false if cuBLASLt refuses it.
+  bool run_algo(const GemmPlan& p, const cublasLtMatmulAlgo_t& algo, const void* A, const void* B, void* D,
+                float alpha, float beta) {
+    const cublasStatus_t st = cublasLtMatmul(lt, p.op, &alpha, A, p.a, B, p.b, &beta, D, p.d, D, p.d, &algo,
+                                             workspace, workspace_bytes, stream);
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED) return false;
+    CUBLAS_CHECK(st);
+    return true;
+  }
+
   GemmPlan& plan(const GemmKey& key) {
     auto it = plans.find(key);
     if (it != plans.end()) return it->second;
@@ -161,6 +191,7 @@ struct CudaGemm::Impl {
   void run(const GemmKey& key, const bf16* A, const bf16* B, void* D, float alpha, float beta,
            const void* C = nullptr) {
     GemmPlan& p = plan(key);
+    ++p.calls;
     if (p.use_lt) {
       const cublasStatus_t st = cublasLtMatmul(lt, p.op, &alpha, A, p.a, B, p.b, &beta, C ? C : D, p.d, D, p.d,
                                                &p.algo, workspace, workspace_bytes, stream);

@@ -4,7 +4,6 @@
 #include "cuda/cuda_check.h"  // first: see the note there
 
 #include <algorithm>
-#include <functional>
 #include <map>
 #include <tuple>
 
@@ -53,8 +52,8 @@ std::vector<GemmTiming> CudaGemm::finish_timing() {
   return out;
 }
 
+namespace gemm_detail {
 namespace {
-// x[i] = a uniform bf16 in [-1, 1) from a hash of i: benchmark inputs, not zeros.
 __global__ void fill_random_bf16_kernel(bf16* x, int64_t n, uint32_t seed) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     uint32_t h = uint32_t(i) * 2654435761u ^ seed;
@@ -62,11 +61,13 @@ __global__ void fill_random_bf16_kernel(bf16* x, int64_t n, uint32_t seed) {
     x[i] = __float2bfloat16(float(h >> 8) * (2.0f / 16777216.0f) - 1.0f);
   }
 }
+}  // namespace
 void fill_random_bf16(bf16* x, int64_t n, uint32_t seed, cudaStream_t s) {
+  if (n <= 0) return;
   fill_random_bf16_kernel<<<unsigned(std::min<int64_t>((n + 255) / 256, 4096)), 256, 0, s>>>(x, n, seed);
   CUDA_CHECK_LAUNCH();
 }
-}  // namespace
+}  // namespace gemm_detail
 
 void CudaGemm::time_candidates(std::vector<GemmTiming>& shapes, int candidates, int reps) {
   Impl& I = *impl_;
@@ -93,33 +94,13 @@ void CudaGemm::time_candidates(std::vector<GemmTiming>& shapes, int candidates, 
     GemmPlan p;
     Impl::describe(key, p);
     const Impl::Candidates algos = I.heuristics(key, p, candidates);
-    // Median ms per call of fn over reps runs, after one warm-up run; < 0 if refused.
-    auto median_ms = [&](const std::function<bool()>& fn) {
-      if (!fn()) return -1.0;
-      std::vector<float> ms(static_cast<size_t>(std::max(reps, 1)));
-      for (float& x : ms) {
-        CUDA_CHECK(cudaEventRecord(e0, I.stream));
-        fn();
-        CUDA_CHECK(cudaEventRecord(e1, I.stream));
-        CUDA_CHECK(cudaEventSynchronize(e1));
-        CUDA_CHECK(cudaEventElapsedTime(&x, e0, e1));
-      }
-      std::sort(ms.begin(), ms.end());
-      return double(ms[ms.size() / 2]);
-    };
-    t.chosen_ms = median_ms([&] {
+    t.chosen_ms = median_call_ms(I.stream, e0, e1, reps, [&] {
       I.run(key, A, B, D, alpha, beta);
       return true;
     });
     t.candidates = algos.count;
     for (int r = 0; r < algos.count; ++r) {
-      const double ms = median_ms([&] {
-        const cublasStatus_t st = cublasLtMatmul(I.lt, p.op, &alpha, A, p.a, B, p.b, &beta, D, p.d, D, p.d,
-                                                 &algos.algo[r], I.workspace, I.workspace_bytes, I.stream);
-        if (st == CUBLAS_STATUS_NOT_SUPPORTED) return false;
-        CUBLAS_CHECK(st);
-        return true;
-      });
+      const double ms = median_call_ms(I.stream, e0, e1, reps, [&] { return I.run_algo(p, algos.algo[r], A, B, D, alpha, beta); });
       if (ms >= 0 && (t.best_ms < 0 || ms < t.best_ms)) t.best_ms = ms, t.best_rank = int(r);
     }
     CUDA_CHECK(cudaStreamSynchronize(I.stream));

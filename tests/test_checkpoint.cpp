@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "core/error.h"
 #include "core/fs_util.h"
+#include "core/hex.h"
 #include "core/rng.h"
 #include "core/safetensors.h"
 #include "model/hf_io.h"
@@ -136,6 +137,28 @@ TEST(Xxh64, FileStreamingEqualsOneShot) {
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(xxh64(bytes.data(), bytes.size())));
   EXPECT_EQ(xxh64_file_hex(d.path + "/f"), hex);
   EXPECT_THROW(xxh64_file_hex(d.path + "/missing"), Error);
+}
+
+// trainer_state.json's gemm_algos (core/hex.h): bytes -> hex -> the same bytes;
+// odd lengths and non-hex characters are refused and leave the output alone.
+TEST(Hex, RoundTripsAndRefusesBadText) {
+  std::vector<uint8_t> bytes(256);
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = uint8_t(255 - i);
+  const std::string text = hex_encode(bytes.data(), bytes.size());
+  EXPECT_EQ(text.size(), 512u);
+  EXPECT_EQ(text.substr(0, 6), "fffefd");
+  std::vector<uint8_t> back;
+  ASSERT_TRUE(hex_decode(text, &back));
+  EXPECT_EQ(back, bytes);
+  ASSERT_TRUE(hex_decode("0A0b", &back));
+  EXPECT_EQ(back, (std::vector<uint8_t>{10, 11}));
+  for (const char* bad : {"abc", "0g", "zz", " 0"}) {
+    std::vector<uint8_t> out{7};
+    EXPECT_FALSE(hex_decode(bad, &out)) << bad;
+    EXPECT_EQ(out, std::vector<uint8_t>{7}) << bad;
+  }
+  EXPECT_TRUE(hex_decode("", &back));
+  EXPECT_TRUE(back.empty());
 }
 
 TEST(Checkpoint, NamesAndSteps) {

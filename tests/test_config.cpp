@@ -419,6 +419,8 @@ TEST(ConfigCrossChecks, Errors) {
       {R"({"optimizer": {"beta1": 1.0}})", "optimizer.beta1 must be in [0, 1), got 1.0"},
       {R"({"optimizer": {"beta2": -0.5}})", "optimizer.beta2 must be in [0, 1)"},
       {R"({"schedule": {"min_lr_ratio": 1.5}})", "schedule.min_lr_ratio must be in [0, 1], got 1.5"},
+      {R"({"training": {"gemm_autotune": 17}})", "training.gemm_autotune must be in [0, 16], got 17"},
+      {R"({"training": {"gemm_autotune": -1}})", "training.gemm_autotune must be in [0, 16], got -1"},
       {R"({"model": {"shape_from_init": true}})", "model.init_from is empty"},
       {R"({"optimizer": {"name": "galore_adamw", "galore": {"targets": []}}})", "optimizer.galore.targets is empty"},
   };
@@ -431,6 +433,7 @@ TEST(ConfigCrossChecks, Errors) {
   // Edges that are allowed.
   EXPECT_NO_THROW(from_text(R"({"schedule": {"min_lr_ratio": 1.0, "warmup_steps": 999}, "optimizer": {"beta1": 0}})"));
   EXPECT_NO_THROW(from_text(R"({"model": {"num_heads": 8, "num_kv_heads": 2}})"));
+  EXPECT_NO_THROW(from_text(R"({"training": {"gemm_autotune": 16}})"));
 }
 
 TEST(ConfigCrossChecks, ShapeFromInitDefersModelChecks) {

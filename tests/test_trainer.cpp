@@ -162,6 +162,16 @@ TEST(Trainer, ProfiledStepIsTheSameStepTimedByPhase) {
   }
 }
 
+// training.gemm_autotune tunes cuBLASLt algorithms: on the CPU backend it
+// does nothing, and the run is the same run.
+TEST(Trainer, GemmAutotuneIsANoOpOnTheCpu) {
+  std::vector<double> la, lb;
+  const auto a = run_steps(small_config({"optimizer.name=galore_adamw8bit"}), 3, &la);
+  const auto b = run_steps(small_config({"optimizer.name=galore_adamw8bit", "training.gemm_autotune=4"}), 3, &lb);
+  EXPECT_EQ(la, lb);
+  EXPECT_EQ(a, b);
+}
+
 TEST(Trainer, ClippingChangesTheUpdateInBothModes) {
   // grad_clip tiny: every step is clipped, so the weights differ from an unclipped run.
   for (const char* per_layer : {"optimizer.per_layer_updates=true", "optimizer.per_layer_updates=false"}) {

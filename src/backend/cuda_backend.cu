@@ -423,6 +423,21 @@ void cuda_backend_prepare_rope(Backend& backend, int T, int D, float theta) {
   if (auto* c = dynamic_cast<CudaBackend*>(&backend)) c->prepare_rope(T, D, theta);
 }
 
+GemmTuneResult cuda_backend_autotune_gemms(Backend& backend, void* scratch, size_t scratch_bytes, int candidates) {
+  auto* c = dynamic_cast<CudaBackend*>(&backend);
+  return c ? c->handles().gemm->autotune(scratch, scratch_bytes, candidates) : GemmTuneResult{};
+}
+
+std::vector<uint8_t> cuda_backend_export_gemm_algos(Backend& backend) {
+  auto* c = dynamic_cast<CudaBackend*>(&backend);
+  return c ? c->handles().gemm->export_algos() : std::vector<uint8_t>{};
+}
+
+std::string cuda_backend_import_gemm_algos(Backend& backend, const std::vector<uint8_t>& table) {
+  auto* c = dynamic_cast<CudaBackend*>(&backend);
+  return c ? c->handles().gemm->import_algos(table) : "the backend is not CUDA";
+}
+
 CudaBackendHandles cuda_backend_handles(Backend& backend) {
   auto* c = dynamic_cast<CudaBackend*>(&backend);
   if (!c) fail("cuda_backend_handles: backend {} is not the CUDA backend", backend.name());

@@ -4,9 +4,13 @@
 // make_backend() in backend.h.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "backend/backend.h"
+#include "cuda/matmul.h"
 
 namespace gt {
 
@@ -22,6 +26,16 @@ void cuda_backend_reserve_scratch(Backend& backend, size_t bytes);
 // theta up front, so that the first RoPE op does not allocate them (with a
 // sync) inside a step. No-op for other backends.
 void cuda_backend_prepare_rope(Backend& backend, int T, int D, float theta);
+
+// CUDA-only GEMM autotuning (training.gemm_autotune; CudaGemm::autotune in
+// cuda/matmul_autotune.cu): time the GEMM shapes run so far against the
+// heuristic's first `candidates` algorithms on `scratch` (device memory that
+// holds nothing live) and keep the fastest. The table of choices goes into
+// checkpoints (export) and comes back on resume (import: "" when taken, else
+// why not). Other backends: a zero result, an empty table, and import says why.
+GemmTuneResult cuda_backend_autotune_gemms(Backend& backend, void* scratch, size_t scratch_bytes, int candidates);
+std::vector<uint8_t> cuda_backend_export_gemm_algos(Backend& backend);
+std::string cuda_backend_import_gemm_algos(Backend& backend, const std::vector<uint8_t>& table);
 
 }  // namespace gt
 

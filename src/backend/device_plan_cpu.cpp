@@ -11,5 +11,10 @@ void cuda_backend_reserve_scratch(Backend&, size_t) {}
 void cuda_backend_prepare_rope(Backend&, int, int, float) {}
 double cuda_peak_bf16_flops() { return 0.0; }
 std::string cuda_device_description() { return ""; }
+GemmTuneResult cuda_backend_autotune_gemms(Backend&, void*, size_t, int) { return {}; }
+std::vector<uint8_t> cuda_backend_export_gemm_algos(Backend&) { return {}; }
+std::string cuda_backend_import_gemm_algos(Backend&, const std::vector<uint8_t>&) {
+  return "this build has no CUDA backend";
+}
 }  // namespace gt
 #endif

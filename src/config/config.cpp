@@ -117,6 +117,7 @@ void validate_config(const Config& cfg, const std::string& origin, bool check_mo
       {"training.total_batch_size", 0, true, inf, false},
       {"training.grad_clip", 0, false, inf, false},
       {"training.threads", 0, false, inf, false},
+      {"training.gemm_autotune", 0, false, 16, false},
       {"data.prefetch", 1, false, inf, false},
       {"checkpoint.every", 0, false, inf, false},
       {"checkpoint.keep_last", 0, false, inf, false},

@@ -73,6 +73,7 @@ struct TrainingConfig {
   std::string device = "auto";    // auto | cuda | cpu
   std::string dtype = "bf16";     // weight/activation dtype on the GPU (CPU is always fp32)
   bool recompute = false;         // per-layer activation recomputation (GPU)
+  int gemm_autotune = 0;          // GPU: time this many cuBLASLt candidates per GEMM shape after step 1; 0 = off
   std::string nan_policy = "skip";  // skip | stop
   int threads = 0;                // CPU threads (0 = all cores)
 };

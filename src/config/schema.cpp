@@ -78,6 +78,7 @@ std::vector<Row> rows() {
       KEY("training.device", training.device, "Where to train; auto = CUDA when a GPU is present.", "auto", "cuda", "cpu"),
       KEY("training.dtype", training.dtype, "Weight/activation dtype on the GPU (the CPU always uses fp32).", "bf16", "fp32"),
       KEY("training.recompute", training.recompute, "Recompute each layer's activations in backward (GPU; saves memory)."),
+      KEY("training.gemm_autotune", training.gemm_autotune, "GPU: after the first step, time this many of cuBLASLt's candidate algorithms per GEMM shape and keep the fastest (saved in checkpoints for bit-exact resume); 0 = the heuristic's first, up to 16."),
       KEY("training.nan_policy", training.nan_policy, "On a non-finite loss or gradient: skip the step or stop the run.", "skip", "stop"),
       KEY("training.threads", training.threads, "CPU threads; 0 = all cores."),
 

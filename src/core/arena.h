@@ -66,6 +66,7 @@ class Arena {
     return carve_views(base_, backend.device(), specs);
   }
   size_t bytes() const { return bytes_; }
+  void* base() const { return base_; }
   void reset() {
     if (base_ && backend_) backend_->release(base_);
     base_ = nullptr;

@@ -116,6 +116,10 @@ class LlamaModel {
   std::vector<float> hidden_state(int i) const;  // [B,T,C]
   std::vector<float> logits() const;             // [B,T,V]
   size_t activation_bytes() const { return act_arena_.bytes(); }
+  // The activation arena as raw device memory. Between steps nothing in it is
+  // live (the next forward refills it), so the trainer lends it out then
+  // (GEMM autotuning's scratch operands).
+  void* activation_scratch() const { return act_arena_.base(); }
   size_t weight_bytes() const { return weight_arena_.bytes(); }
 
  private:

@@ -15,6 +15,7 @@
 #include "checkpoint/checkpoint.h"
 #include "config/schema.h"
 #include "core/error.h"
+#include "core/hex.h"
 #include "core/rng.h"
 #include "data/loader.h"
 #include "data/tokenizer.h"
@@ -240,6 +241,20 @@ void Trainer::resume_from(const std::string& path) {
       fail("--resume {}: trainer_state.json: {}", path, e.what());
     }
   }
+  if (cfg_.training.gemm_autotune > 0 && st.contains("gemm_algos") && backend_->device() == Device::CUDA) {
+    std::vector<uint8_t> table;
+    std::string why = st["gemm_algos"].is_string() && hex_decode(st["gemm_algos"].get<std::string>(), &table)
+                          ? cuda_backend_import_gemm_algos(*backend_, table)
+                          : "trainer_state.json's gemm_algos is not a hex string";
+    if (why.empty()) {
+      gemms_tuned_ = true;
+      spdlog::info("resume: the GEMM algorithms autotuned by the original run ({} bytes)", table.size());
+    } else {
+      spdlog::warn("resume: {}: the checkpoint's GEMM algorithm table is not used ({}); they are tuned again after "
+                   "the next step, so this run is not bit-exact with the original",
+                   path, why);
+    }
+  }
   spdlog::info("resumed from {} at step {}", path, state_.step);
 }
 
@@ -256,6 +271,10 @@ void Trainer::save_checkpoint(const std::string& reason) {
              {"config_hash", cfg_.hash()},
              {"version", GALORE_VERSION},
              {"reason", reason}};
+  if (gemms_tuned_ && backend_->device() == Device::CUDA) {  // the autotuned algorithms: a resume runs the same ones
+    const std::vector<uint8_t> table = cuda_backend_export_gemm_algos(*backend_);
+    st["gemm_algos"] = hex_encode(table.data(), table.size());
+  }
   try {
     // large models take seconds to download and write: say so first
     if (model_->num_weights() >= (int64_t(1) << 30))
@@ -358,7 +377,26 @@ double Trainer::train_step() {
   if (bad) spdlog::warn("step {}: {} non-finite gradient elements were skipped", step, bad);
   state_.step++;
   end_profile();
+  if (cfg_.training.gemm_autotune > 0 && !gemms_tuned_) autotune_gemms();
   return loss_sum / n_micro;
+}
+
+// After the first step every GEMM shape of a step has run once (a refresh
+// step's too: the first step refreshes), so one pass tunes them all. The
+// activation arena is dead between steps and holds the scratch operands.
+void Trainer::autotune_gemms() {
+  gemms_tuned_ = true;
+  if (backend_->device() != Device::CUDA) return;
+  const double t0 = now_s();
+  const GemmTuneResult r = cuda_backend_autotune_gemms(*backend_, model_->activation_scratch(),
+                                                       model_->activation_bytes(), cfg_.training.gemm_autotune);
+  spdlog::info("GEMM autotune ({} candidates): {} shapes timed in {:.1f} s, {} changed algorithm, {} too large for the "
+               "{:.0f} MiB scratch (heuristic's); step 1's calls of the timed shapes, each timed alone: {:.1f} ms "
+               "before, {:.1f} ms now",
+               cfg_.training.gemm_autotune, r.shapes, now_s() - t0, r.changed, r.skipped,
+               double(model_->activation_bytes()) / double(1 << 20), r.ms_before, r.ms_after);
+  metrics_.write({{"step", state_.step}, {"event", "gemm_autotune"}, {"shapes", r.shapes}, {"changed", r.changed},
+                  {"skipped", r.skipped}, {"ms_before", r.ms_before}, {"ms_after", r.ms_after}});
 }
 
 double Trainer::evaluate() {

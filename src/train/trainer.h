@@ -74,6 +74,7 @@ class Trainer {
   void check_memory_plan();
   void log_step(double loss, double grad_norm, double step_seconds);
   void check_loss_spike(double loss);
+  void autotune_gemms();  // training.gemm_autotune, once, after the first finite step
   void show_progress(double loss);
   void clear_progress();
   void mark(StepPhase p) {  // profiled steps only
@@ -103,6 +104,7 @@ class Trainer {
   int64_t inject_nan_step_ = -1;  // test hook (env GALORE_INJECT_NAN_STEP)
   std::vector<double> recent_losses_;  // loss-spike detection window
   bool progress_line_ = false;     // one updating terminal line (logging.progress)
+  bool gemms_tuned_ = false;       // autotuned here, or the table came with the checkpoint
   double run_start_ = 0.0;
   int64_t steps_this_run_ = 0;
   double loss_accum_for_log_ = 0.0;

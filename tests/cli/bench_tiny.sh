@@ -37,6 +37,9 @@ kinds = {o["op"] for o in ops["ops"]}
 for k in ("attention_forward", "attention_backward", "matmul_forward", "rmsnorm_forward", "swiglu_backward", "classifier_with_grads"):
     if k not in kinds: sys.exit(f"FAIL: op-report lacks {k}: {sorted(kinds)}")
 if not all(o["calls"] > 0 and o["ms"] >= 0 for o in ops["ops"]): sys.exit(f"FAIL: op-report {ops}")
-if not 0.3 < ops["ops_ms"] / ops["step_ms"] <= 1.0: sys.exit(f"FAIL: op-report {ops['ops_ms']} ms of a {ops['step_ms']} ms step")
+# The ops lie inside the span from the first op's start to the last op's end, which lies inside the step
+# (no lower bound on the share: under load the CPU optimizer's part of the step varies).
+if not 0 < ops["ops_ms"] <= ops["span_ms"] + 1e-6 <= ops["step_ms"] + 2e-6:
+    sys.exit(f"FAIL: op-report {ops['ops_ms']} ms in a span of {ops['span_ms']} ms of a {ops['step_ms']} ms step")
 print(f"ok: {r['tokens_per_s']:.0f} tokens/s on the CPU, loss {r['final_loss']:.3f}, profile {prof}")
 PY

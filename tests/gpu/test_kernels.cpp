@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 
 #include "backend/backend.h"
@@ -250,6 +251,76 @@ TEST_F(GpuTest, GemmTimingGroupsCallsByShape) {
   // Timing is off again: later calls are not recorded.
   matmul_forward_cuda(g, d_out.p, d_inp.p, d_w.p, N, C, OC);
   EXPECT_TRUE(g.finish_timing().empty());
+}
+
+// training.gemm_autotune (cuda/matmul_autotune.cu): after autotuning, the
+// GEMMs still match the CPU reference; the exported table, imported into a
+// fresh CudaGemm, gives bit-identical results (the same algorithms); a
+// corrupt, truncated or foreign table is refused and changes nothing; shapes
+// too large for the scratch are skipped. On the emulator's two_algos mode the
+// heuristic's first algorithm is the slow one, so the tuner must switch both
+// shapes (and their results change in the last bits: another sum order).
+TEST_F(GpuTest, GemmAutotuneKeepsResultsAndRoundTripsItsTable) {
+  const int N = 64, C = 96, OC = 40;
+  const auto inp = randn_bf16(size_t(N) * C), w = randn_bf16(size_t(OC) * C, 0.1f);
+  const auto dout = randn_bf16(size_t(N) * OC);
+  std::vector<float> ref_out(size_t(N) * OC), ref_dinp(size_t(N) * C);
+  matmul_forward_cpu(ref_out.data(), inp.data(), w.data(), N, C, OC);
+  matmul_backward_cpu(ref_dinp.data(), nullptr, dout.data(), inp.data(), w.data(), N, C, OC, false, false);
+  Bf16Buf d_inp(inp), d_w(w), d_dout(dout), d_out(size_t(N) * OC), d_dinp(size_t(N) * C);
+  // Both GEMMs through gg; their outputs' bits.
+  auto run = [&](CudaGemm& gg) {
+    d_out.poison();
+    d_dinp.poison();
+    matmul_forward_cuda(gg, d_out.p, d_inp.p, d_w.p, N, C, OC);
+    matmul_backward_cuda(gg, d_dinp.p, nullptr, false, d_dout.p, d_inp.p, d_w.p, N, C, OC, false, false);
+    GT_CUDA_OK(cudaStreamSynchronize(stream));
+    expect_close("out", d_out.download_f32(), ref_out, kBf16Tol);
+    expect_close("dinp", d_dinp.download_f32(), ref_dinp, kBf16Tol);
+    return std::make_pair(d_out.download_bits(), d_dinp.download_bits());
+  };
+  CudaGemm g(stream);
+  const auto heuristic = run(g);
+  DevBuf<char> scratch(size_t(1) << 20);
+  const GemmTuneResult r = g.autotune(scratch.p, scratch.bytes(), 4, 2);
+  EXPECT_EQ(r.shapes, 2);
+  EXPECT_EQ(r.skipped, 0);
+  EXPECT_GT(r.ms_before, 0.0);
+  EXPECT_GT(r.ms_after, 0.0);
+  EXPECT_LE(r.ms_after, r.ms_before);
+  const auto tuned = run(g);
+  const char* emu = std::getenv("EMU_CUBLASLT");
+  if (emu && std::string(emu) == "two_algos") {
+    EXPECT_EQ(r.changed, 2);
+    EXPECT_LT(r.ms_after, 0.5 * r.ms_before);  // the first algorithm sleeps 2 ms a call
+    EXPECT_NE(tuned, heuristic);
+  }
+  const std::vector<uint8_t> table = g.export_algos();
+  ASSERT_FALSE(table.empty());
+
+  CudaGemm same(stream);
+  EXPECT_EQ(same.import_algos(table), "");
+  EXPECT_EQ(run(same), tuned);  // bit for bit: the algorithms came with the table
+
+  CudaGemm fresh(stream);
+  std::vector<uint8_t> bad = table;
+  bad[0] ^= 1;  // the magic
+  EXPECT_NE(fresh.import_algos(bad), "");
+  bad = table;
+  bad.pop_back();
+  EXPECT_NE(fresh.import_algos(bad), "");
+  bad = table;
+  bad[8] ^= 0x20;  // the device name's first letter: another device
+  const std::string why = fresh.import_algos(bad);
+  EXPECT_NE(why.find("made on"), std::string::npos) << why;
+  EXPECT_EQ(run(fresh), heuristic);  // nothing was taken: the heuristic's algorithms
+
+  CudaGemm small(stream);
+  run(small);
+  const GemmTuneResult none = small.autotune(scratch.p, 256, 4, 2);
+  EXPECT_EQ(none.shapes, 0);
+  EXPECT_EQ(none.skipped, 2);
+  EXPECT_EQ(run(small), heuristic);
 }
 
 TEST_F(GpuTest, MatmulBackwardDeterministic) {

@@ -23,14 +23,23 @@
 // EMU_CUBLASLT=no_algo makes the heuristic find no algorithm (matmul.cu then
 // plans cublasGemmEx); EMU_CUBLASLT=refuse makes cublasLtMatmul return
 // CUBLAS_STATUS_NOT_SUPPORTED (matmul.cu's fallback at run time).
+// EMU_CUBLASLT=two_algos offers two algorithms per problem, as the real
+// heuristic offers several: the first (the default choice) sums k in order
+// and sleeps 2 ms per call, the second sums k in reverse order (other
+// rounding, so results differ in the last bits) and does not sleep, so that
+// autotuning (cuda/matmul_autotune.cu) has a faster one to find and a resume
+// that ran the other one is visibly not bit-exact. cublasLtMatmulAlgoCheck
+// accepts an algorithm made for the same problem and alignments.
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "emu_blas_check.h"
 
@@ -63,6 +72,7 @@ struct EmuAlgo {
   uint64_t magic;
   int64_t m, n, k;
   uint32_t align[4];
+  uint32_t variant;  // 0: k in order; 1: k in reverse (EMU_CUBLASLT=two_algos)
 };
 static_assert(sizeof(EmuAlgo) <= sizeof(cublasLtMatmulAlgo_t), "EmuAlgo must fit cublasLtMatmulAlgo_t");
 
@@ -126,11 +136,13 @@ uint32_t alignment_of(const void* p) {
 
 // Column-major D[m,n] = alpha op(A)[m,k] op(B)[k,n] + beta C (C read only when beta != 0).
 void product(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const __nv_bfloat16* A, int64_t lda,
-             const __nv_bfloat16* B, int64_t ldb, float beta, const void* C, void* D, bool d_f32, int64_t ldd) {
+             const __nv_bfloat16* B, int64_t ldb, float beta, const void* C, void* D, bool d_f32, int64_t ldd,
+             bool reverse_k = false) {
   for (int64_t j = 0; j < n; ++j)
     for (int64_t i = 0; i < m; ++i) {
       float acc = 0.0f;
-      for (int64_t p = 0; p < k; ++p) {
+      for (int64_t q = 0; q < k; ++q) {
+        const int64_t p = reverse_k ? k - 1 - q : q;
         const float a = __bfloat162float(ta ? A[p + i * lda] : A[i + p * lda]);
         const float b = __bfloat162float(tb ? B[j + p * ldb] : B[p + j * ldb]);
         acc += a * b;
@@ -270,15 +282,39 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmul
     *returned = 0;
     return CUBLAS_STATUS_NOT_SUPPORTED;  // what cuBLASLt returns when no algorithm fits
   }
-  std::memset(&results[0], 0, sizeof(results[0]));
-  const EmuAlgo algo{kAlgoMagic, pr.m, pr.n, pr.k, {p->align[0], p->align[1], p->align[2], p->align[3]}};
-  std::memcpy(&results[0].algo, &algo, sizeof(algo));
-  results[0].workspaceSize = 0;
-  results[0].state = CUBLAS_STATUS_SUCCESS;
-  results[0].wavesCount = 1.0f;
-  *returned = 1;
+  const int offered = std::min(requested, mode() == "two_algos" ? 2 : 1);
+  for (int r = 0; r < offered; ++r) {
+    std::memset(&results[r], 0, sizeof(results[r]));
+    const EmuAlgo algo{kAlgoMagic, pr.m, pr.n, pr.k, {p->align[0], p->align[1], p->align[2], p->align[3]}, uint32_t(r)};
+    std::memcpy(&results[r].algo, &algo, sizeof(algo));
+    results[r].workspaceSize = 0;
+    results[r].state = CUBLAS_STATUS_SUCCESS;
+    results[r].wavesCount = 1.0f;
+  }
+  *returned = offered;
   return CUBLAS_STATUS_SUCCESS;
 }
+
+cublasStatus_t cublasLtMatmulAlgoCheck(cublasLtHandle_t h, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a,
+                                       cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t dd,
+                                       const cublasLtMatmulAlgo_t* algo, cublasLtMatmulHeuristicResult_t* result) {
+  const char* call = "cublasLtMatmulAlgoCheck";
+  lt_handle(call, h);
+  const Problem pr = problem(call, desc(call, d), layout(call, a, "A"), layout(call, b, "B"), layout(call, c, "C"),
+                             layout(call, dd, "D"));
+  if (!algo || !result) die(call, "algo or result is null");
+  EmuAlgo al;
+  std::memcpy(&al, algo, sizeof(al));
+  if (al.magic != kAlgoMagic || al.m != pr.m || al.n != pr.n || al.k != pr.k || al.variant > 1)
+    return CUBLAS_STATUS_INVALID_VALUE;
+  std::memset(result, 0, sizeof(*result));
+  result->algo = *algo;
+  result->state = CUBLAS_STATUS_SUCCESS;
+  result->wavesCount = 1.0f;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+size_t cublasLtGetVersion() { return 130000; }
 
 cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void* alpha, const void* A,
                               cublasLtMatrixLayout_t ad, const void* B, cublasLtMatrixLayout_t bd, const void* beta,
@@ -309,8 +345,9 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
   const bool ta = de->ta != CUBLAS_OP_N, tb = de->tb != CUBLAS_OP_N, f32 = ld->type == CUDA_R_32F;
   operands(call, ta, tb, pr.m, pr.n, pr.k, A, la->ld, B, lb->ld, C, D, f32 ? 4 : 2, ld->ld, b);
   if (mode() == "refuse") return CUBLAS_STATUS_NOT_SUPPORTED;
+  if (al.variant == 0 && mode() == "two_algos") std::this_thread::sleep_for(std::chrono::milliseconds(2));
   product(ta, tb, pr.m, pr.n, pr.k, a, static_cast<const __nv_bfloat16*>(A), la->ld,
-          static_cast<const __nv_bfloat16*>(B), lb->ld, b, C, D, f32, ld->ld);
+          static_cast<const __nv_bfloat16*>(B), lb->ld, b, C, D, f32, ld->ld, al.variant == 1);
   return CUBLAS_STATUS_SUCCESS;
 }
 
