@@ -129,12 +129,6 @@ std::string CudaGemm::import_algos(const std::vector<uint8_t>& table) {
            std::to_string(here.lt_version);
   // Check every record before changing anything.
   std::vector<std::pair<GemmKey, GemmPlan>> staged;
-  auto destroy = [](GemmPlan& p) {
-    if (p.op) cublasLtMatmulDescDestroy(p.op);
-    if (p.a) cublasLtMatrixLayoutDestroy(p.a);
-    if (p.b) cublasLtMatrixLayoutDestroy(p.b);
-    if (p.d) cublasLtMatrixLayoutDestroy(p.d);
-  };
   std::string why;
   for (int32_t i = 0; i < h.count && why.empty(); ++i) {
     TableRecord r;
@@ -151,14 +145,14 @@ std::string CudaGemm::import_algos(const std::vector<uint8_t>& table) {
     staged.emplace_back(r.key, p);
   }
   if (!why.empty()) {
-    for (auto& kp : staged) destroy(kp.second);
+    for (auto& kp : staged) Impl::destroy(kp.second);
     return why;
   }
   for (auto& [key, p] : staged) {
     auto it = I.plans.find(key);
     if (it != I.plans.end()) {
       p.calls = it->second.calls;
-      destroy(it->second);
+      Impl::destroy(it->second);
       it->second = p;
     } else {
       I.plans.emplace(key, p);

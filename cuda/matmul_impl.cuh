@@ -102,13 +102,17 @@ struct CudaGemm::Impl {
     if (lt) cublasLtDestroy(lt);
   }
 
+  // Frees a plan's descriptor and layouts (those describe() made).
+  static void destroy(GemmPlan& p) {
+    if (p.op) cublasLtMatmulDescDestroy(p.op);
+    if (p.a) cublasLtMatrixLayoutDestroy(p.a);
+    if (p.b) cublasLtMatrixLayoutDestroy(p.b);
+    if (p.d) cublasLtMatrixLayoutDestroy(p.d);
+    p.op = nullptr, p.a = p.b = p.d = nullptr;
+  }
+
   void clear_plans() {
-    for (auto& [key, p] : plans) {
-      if (p.op) cublasLtMatmulDescDestroy(p.op);
-      if (p.a) cublasLtMatrixLayoutDestroy(p.a);
-      if (p.b) cublasLtMatrixLayoutDestroy(p.b);
-      if (p.d) cublasLtMatrixLayoutDestroy(p.d);
-    }
+    for (auto& [key, p] : plans) destroy(p);
     plans.clear();
   }
 

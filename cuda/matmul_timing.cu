@@ -104,10 +104,7 @@ void CudaGemm::time_candidates(std::vector<GemmTiming>& shapes, int candidates, 
       if (ms >= 0 && (t.best_ms < 0 || ms < t.best_ms)) t.best_ms = ms, t.best_rank = int(r);
     }
     CUDA_CHECK(cudaStreamSynchronize(I.stream));
-    cublasLtMatmulDescDestroy(p.op);
-    cublasLtMatrixLayoutDestroy(p.a);
-    cublasLtMatrixLayoutDestroy(p.b);
-    cublasLtMatrixLayoutDestroy(p.d);
+    Impl::destroy(p);
     CUDA_CHECK(cudaFree(A));
     CUDA_CHECK(cudaFree(B));
     CUDA_CHECK(cudaFree(D));
