@@ -91,7 +91,12 @@ summary() {
   echo
   if [ -f "$LOGS/bench.log" ]; then
     echo "================ benchmark (scripts/bench.sh) ================"
-    sed -n '/^| run |/,$p' "$LOGS/bench.log"
+    if grep -q "^| run |" "$LOGS/bench.log"; then
+      sed -n '/^| run |/,$p' "$LOGS/bench.log"
+    elif [ -s "$LOGS/bench.jsonl" ]; then  # stopped by its limit: the runs that finished
+      echo "(bench.sh did not finish; the runs it completed:)"
+      python3 scripts/bench_summary.py "$LOGS/bench.jsonl"
+    fi
     grep -E "^mb=" "$LOGS/bench.log" || true
   fi
   echo
@@ -179,7 +184,7 @@ elif [ -f scripts/bench.sh ]; then
   else
     export BUILD_DIR=$BUILD
     STEP_NOTE="scripts/bench.sh"
-    step bench "$BENCH_LIMIT" bash scripts/bench.sh
+    step bench "$BENCH_LIMIT" env OUT="$LOGS" bash scripts/bench.sh
   fi
 else
   record bench SKIP 0 "scripts/bench.sh not written yet"

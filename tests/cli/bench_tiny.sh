@@ -6,7 +6,8 @@
 # appends the same line to a file; --profile adds one more step's milliseconds
 # by phase (forward, backward, the optimizer's parts, other); --gemm-report
 # needs the CUDA backend: on the CPU it warns and reports null; --op-report
-# adds one more step's model ops by name and shape (a table and "ops" in the JSON).
+# adds one more step's model ops by name and shape (a table and "ops" in the JSON);
+# scripts/bench_summary.py makes bench.sh's tables from the JSON line.
 set -euo pipefail
 BIN="${GALORE_BIN:?run through ctest}"
 cd "${GALORE_ROOT:-.}"
@@ -43,3 +44,10 @@ if not 0 < ops["ops_ms"] <= ops["span_ms"] + 1e-6 <= ops["step_ms"] + 2e-6:
     sys.exit(f"FAIL: op-report {ops['ops_ms']} ms in a span of {ops['span_ms']} ms of a {ops['step_ms']} ms step")
 print(f"ok: {r['tokens_per_s']:.0f} tokens/s on the CPU, loss {r['final_loss']:.3f}, profile {prof}")
 PY
+# scripts/bench_summary.py (bench.sh's tables; gpu_check.sh's fallback when
+# bench.sh is stopped): the run's row and its op line, and a cut-short last line is skipped.
+printf '{"label": "cut' >>"$OUT/b.jsonl"
+python3 scripts/bench_summary.py "$OUT/b.jsonl" >"$OUT/summary" 2>&1 || { cat "$OUT/summary"; echo "FAIL: bench_summary.py"; exit 1; }
+grep -q "^| tiny-cpu | cpu | " "$OUT/summary" || { cat "$OUT/summary"; echo "FAIL: no summary row"; exit 1; }
+grep -q "^- tiny-cpu: .* attention_backward" "$OUT/summary" || { cat "$OUT/summary"; echo "FAIL: no op line in the summary"; exit 1; }
+echo "ok: bench_summary.py"
