@@ -20,10 +20,15 @@
 //             queries from the diagonal to T, for each query head of the
 //             group in order; Sᵀ = K Qᵀ and dPᵀ = V dOᵀ are computed directly
 //             transposed, so Pᵀ, dSᵀ are a warp's own rows; dK, dV in
-//             accumulator fragments.
+//             accumulator fragments. With a dS store lent by the caller it
+//             also writes dSᵀ there, and dq is then dQ += dS K alone
+//             (attention_backward_dq_from_ds_tc_kernel; 5 products, not 7).
+//   Per-step tiles load with cp.async into two stages (the next step's while
+//   a step computes; dk/dv at D >= 96 only, see TcGeom).
 //   Shared memory (bytes) per D = 16/32/64/96/128:
-//     forward 17408/19456/23552/27648/31744, dq 33280/39424/51712/64000/76288,
-//     dk/dv 38144/44288/56576/68864/81152 (sm_89 allows 99 KB).
+//     forward 20480/24576/32768/40960/49152, dq 28160/34304/46592/64000/76288,
+//     dk/dv 27904/34048/46336/82432/98816, dq from the dS store
+//     22528/24576/28672/32768/36864 (sm_89 allows 99 KB).
 //   Deterministic: every output tile has one owner warp whose mma sequence
 //   (loop orders) is fixed; no atomics.
 //   Needs sm_80+ kernels and 16-byte aligned tensors, else SIMT runs.
@@ -47,7 +52,7 @@
 //             Every output element has one owner thread that sums in a fixed
 //             order: no atomics, bit-reproducible. (The price: S and dP are
 //             computed twice in the backward, 7 tile products instead of 5;
-//             the same holds for the tensor-core path.)
+//             the same holds for the tensor-core path without the dS store.)
 //
 // Shared memory per block for D = 128: forward 53 KB, dk/dv 73 KB, dq 69 KB
 // (above the 48 KB default, so the launchers raise the limit; sm_89 allows
@@ -419,6 +424,7 @@ namespace wmma = nvcuda::wmma;
 using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major>;
 using FragBRow = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major>;  // B[k][n] = p[k*ld + n]
 using FragBCol = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major>;  // B[k][n] = p[n*ld + k]: Xᵀ of a row-major X
+using FragACol = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::col_major>;  // A[i][k] = p[k*ld + i]
 using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
 
 // bf16 WMMA needs sm_80+. A build for an older architecture (or its PTX,
@@ -454,13 +460,19 @@ struct TcGeom {
   // either way), so those keep separate tiles and their register budget.
   static constexpr bool overlay = D <= 64;
   static constexpr size_t P4_bwd = overlay ? 0 : P4;
-  // K,V [TK][LD] each (before the loop they hold the Q tile [TQ][LD]), S, P
-  static constexpr size_t fwd_smem = 2 * tile(TK) + S4 + P4;
+  // Pipeline stages of the per-step tiles (cp.async: step s+1's tiles load
+  // while step s computes; 1 = load, then compute). The forward and the dq from
+  // the dS store always take 2; dk/dv only at D >= 96, where an RTX 4090 SM holds
+  // one block either way (at D = 64 a second stage would cost its second block).
+  static constexpr int fwd_stages = 2;
+  static constexpr int dkdv_stages = D >= 96 ? 2 : 1;
+  // Per stage K,V [TK][LD] each (before the loop the last stage's hold the Q tile [TQ][LD]), S, P
+  static constexpr size_t fwd_smem = fwd_stages * 2 * tile(TK) + S4 + P4;
   // Q, dO [TQ][LD], K, V [TK][LD], S, dP, dS (unless overlaid), L, Dvec [TQ]
   static constexpr size_t dq_smem = 2 * tile(TQ) + 2 * tile(TK) + 2 * S4 + P4_bwd + 2 * TQ * sizeof(float);
-  // K, V [UK][LD], Q, dO [UQ][LD], Sᵀ, dPᵀ, Pᵀ, dSᵀ (unless overlaid), L, Dvec [UQ]
+  // K, V [UK][LD], per stage Q, dO [UQ][LD], Sᵀ, dPᵀ, Pᵀ, dSᵀ (unless overlaid), per stage L, Dvec [UQ]
   static constexpr size_t dkdv_smem =
-      2 * tile(UK) + 2 * tile(UQ) + 2 * S4 + 2 * P4_bwd + 2 * UQ * sizeof(float);
+      2 * tile(UK) + dkdv_stages * 2 * tile(UQ) + 2 * S4 + 2 * P4_bwd + dkdv_stages * 2 * UQ * sizeof(float);
   static_assert(16 * PL * sizeof(bf16) <= 16 * SL * sizeof(float), "a bf16 tile fits in its fp32 tile");
   static_assert(2 * tile(TK) == tile(TQ), "the forward stages Q in the K,V space");
   // Every region starts 32-byte aligned (WMMA pointers must be 256-bit aligned).
@@ -479,6 +491,18 @@ __device__ __forceinline__ void tc_load_tile(bf16* dst, const bf16* src, int64_t
     uint4 val = make_uint4(0u, 0u, 0u, 0u);
     if (t < T) val = *reinterpret_cast<const uint4*>(src + int64_t(t) * row_stride + c);
     *reinterpret_cast<uint4*>(dst + r * LD + c) = val;
+  }
+}
+
+// tc_load_tile with cp.async: lands at the cp_async_wait that covers its group
+// (rows t0 + r >= T are zero-filled, reading nothing).
+template <int D, int ROWS>
+__device__ __forceinline__ void tc_load_tile_async(bf16* dst, const bf16* src, int64_t row_stride, int t0, int T) {
+  constexpr int LD = D + 8, CH = D / 8;  // 16-byte chunks per row
+  for (int e = threadIdx.x; e < ROWS * CH; e += kTcThreads) {
+    const int r = e / CH, c = (e % CH) * 8;
+    const bool in = t0 + r < T;
+    cp_async16(dst + r * LD + c, in ? src + int64_t(t0 + r) * row_stride + c : src, in ? 16 : 0);
   }
 }
 
@@ -527,14 +551,11 @@ __device__ __forceinline__ void tc_tile_abt(float* C, const bf16* A, const bf16*
 }
 
 // acc[n] (the warp's [16][D] accumulators, dims 16n..16n+15) += A B, with A
-// [16][K] (bf16, row stride PL, the warp's P/dS tile) and B [K][D] (bf16, row
+// the K/16 fragments a[kk] ([16][K], k-slice kk) and B [K][D] (bf16, row
 // stride D+8); k in order.
-template <int D, int K>
-__device__ __forceinline__ void tc_acc_ab(FragC* acc, const bf16* A, const bf16* B) {
+template <int D, int K, typename FragAT>
+__device__ __forceinline__ void tc_acc_frags(FragC* acc, const FragAT* a, const bf16* B) {
   constexpr int LD = TcGeom<D>::LD;
-  FragA a[K / 16];
-#pragma unroll
-  for (int kk = 0; kk < K / 16; ++kk) wmma::load_matrix_sync(a[kk], A + kk * 16, PL);
 #pragma unroll
   for (int n = 0; n < D / 16; ++n)
 #pragma unroll
@@ -545,13 +566,51 @@ __device__ __forceinline__ void tc_acc_ab(FragC* acc, const bf16* A, const bf16*
     }
 }
 
+// acc += A B, with A [16][K] (bf16, row stride PL, the warp's P/dS tile).
+template <int D, int K>
+__device__ __forceinline__ void tc_acc_ab(FragC* acc, const bf16* A, const bf16* B) {
+  FragA a[K / 16];
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) wmma::load_matrix_sync(a[kk], A + kk * 16, PL);
+  tc_acc_frags<D, K>(acc, a, B);
+}
+
+// acc += A B, with A given transposed: At [K][lda] holds A[i][k] at At[k*lda + i].
+template <int D, int K>
+__device__ __forceinline__ void tc_acc_atb(FragC* acc, const bf16* At, int lda, const bf16* B) {
+  FragACol a[K / 16];
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) wmma::load_matrix_sync(a[kk], At + kk * 16 * lda, lda);
+  tc_acc_frags<D, K>(acc, a, B);
+}
+
+// ---- the dS store (attention_backward_cuda_ds_bytes) ----
+// The dk/dv kernel computes every causal dS element once (as dSᵀ rows of its
+// keys); storing it lets dq skip recomputing S, dP and P: dQ = dS K is one
+// tile product per step instead of three. Per (b, h) the causal 32x32 tiles
+// (query tile qt >= key tile kt) are packed row by row, tile (qt, kt) at index
+// qt(qt+1)/2 + kt, each [32 keys][32 queries] bf16 (dSᵀ, scale included).
+// Masked and padding entries are stored as 0; key rows >= T of the last key
+// tile may be left unwritten (their warps skip), so dq zero-fills them.
+constexpr int DST = 32;  // tile edge
+static_assert(TK == DST && UQ == DST && TQ == 2 * DST && UK == 2 * DST,
+              "dq steps and dk/dv steps are one store tile; their blocks two");
+__host__ __device__ inline int64_t ds_tiles_per_head(int T) {
+  const int64_t nt = (T + DST - 1) / DST;
+  return nt * (nt + 1) / 2;
+}
+__device__ __forceinline__ int64_t ds_tile_offset(int b, int h, int NH, int T, int qt, int kt) {
+  return ((int64_t(b) * NH + h) * ds_tiles_per_head(T) + int64_t(qt) * (qt + 1) / 2 + kt) * (DST * DST);
+}
+
 // ---------------------------------------------------------------- TC forward
 // out[B,T,NH,D], lse[B,NH,T]; q[B,T,NH,D], k/v[B,T,NKV,D]; grid (ceil(T/TQ), NH, B).
 // Warp w keeps its 16 query rows' Q fragments and the output accumulator O
 // [16][D] in registers; per key step of TK=32 keys it computes S = Q Kᵀ,
 // stores it to its fp32 tile, does the online softmax there (running max m,
 // sum l per row, held by the row's two lanes), writes P (bf16), rescales O
-// through the staging tile when some row's max moved, then O += P V.
+// through the staging tile when some row's max moved, then O += P V. The next
+// step's K, V tiles load (cp.async) while a step computes.
 template <int D>
 __global__ void __launch_bounds__(kTcThreads)
     attention_forward_tc_kernel(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, int T, int NH,
@@ -559,11 +618,10 @@ __global__ void __launch_bounds__(kTcThreads)
 #if !GT_ATTENTION_TC_BODY
   __trap();
 #else
-  constexpr int LD = TcGeom<D>::LD, ND = D / 16;
+  constexpr int LD = TcGeom<D>::LD, ND = D / 16, ST = TcGeom<D>::fwd_stages;
   extern __shared__ __align__(128) float4 smem4[];  // WMMA tiles need 32-byte alignment
-  bf16* Ks = reinterpret_cast<bf16*>(smem4);               // [TK][LD]; before the loop, with Vs: Q [TQ][LD]
-  bf16* Vs = Ks + TK * LD;                                 // [TK][LD]
-  float* Sw = reinterpret_cast<float*>(Vs + TK * LD);      // this warp's S / staging tile [16][SL] (set below)
+  bf16* KV = reinterpret_cast<bf16*>(smem4);               // per stage K, V [TK][LD]; the last stage's: Q first
+  float* Sw = reinterpret_cast<float*>(KV + ST * 2 * TK * LD);  // this warp's S / staging tile [16][SL] (set below)
   bf16* Pw = reinterpret_cast<bf16*>(Sw + 4 * 16 * SL);    // this warp's P [16][PL] (set below)
   const int qt = gridDim.x - 1 - blockIdx.x;               // longest (last) query tiles first
   const int h = blockIdx.y, b = blockIdx.z, kvh = h / (NH / NKV);
@@ -575,81 +633,106 @@ __global__ void __launch_bounds__(kTcThreads)
   const int row0 = q0 + warp * 16, i = row0 + r;  // the warp's first query, this lane's query
   const bf16* kb = k + (int64_t(b) * T * NKV + kvh) * D;  // position 0 of the kv head
   const bf16* vb = v + (int64_t(b) * T * NKV + kvh) * D;
+  const int kend = min(T, q0 + TQ);  // keys [0, kend) can be seen by this tile
+  const int nsteps = (kend + TK - 1) / TK;
+  auto issue = [&](int step) {  // K, V of key step `step` into its stage
+    bf16* Ks = KV + (step % ST) * 2 * TK * LD;
+    tc_load_tile_async<D, TK>(Ks, kb, int64_t(NKV) * D, step * TK, T);
+    tc_load_tile_async<D, TK>(Ks + TK * LD, vb, int64_t(NKV) * D, step * TK, T);
+    cp_async_commit();
+  };
 
-  tc_load_tile<D, TQ>(Ks, q + (int64_t(b) * T * NH + h) * D, int64_t(NH) * D, q0, T);
+  tc_load_tile_async<D, TQ>(KV + (ST - 1) * 2 * TK * LD, q + (int64_t(b) * T * NH + h) * D, int64_t(NH) * D, q0, T);
+  cp_async_commit();
+  if (ST == 2) {
+    issue(0);  // into stage 0 while Q lands in stage 1
+    cp_async_wait<1>();
+  } else {
+    cp_async_wait<0>();
+  }
   __syncthreads();
   FragA qf[ND];  // Q rows row0..row0+15, dims 16kk..16kk+15
 #pragma unroll
-  for (int kk = 0; kk < ND; ++kk) wmma::load_matrix_sync(qf[kk], Ks + warp * 16 * LD + kk * 16, LD);
+  for (int kk = 0; kk < ND; ++kk)
+    wmma::load_matrix_sync(qf[kk], KV + (ST - 1) * 2 * TK * LD + warp * 16 * LD + kk * 16, LD);
   FragC of[ND];  // O rows row0..row0+15, dims 16n..16n+15 (unnormalized)
 #pragma unroll
   for (int n = 0; n < ND; ++n) wmma::fill_fragment(of[n], 0.0f);
   float m = -INFINITY, l = 0.0f;  // row i's running max and sum (same in both lanes of the row)
+  __syncthreads();  // the Q tile is no longer read: its stage may load
+  if (ST == 1) issue(0);
 
-  const int kend = min(T, q0 + TQ);  // keys [0, kend) can be seen by this tile
-  for (int k0 = 0; k0 < kend; k0 += TK) {
-    __syncthreads();  // Q fragments / the previous K,V are no longer read
-    tc_load_tile<D, TK>(Ks, kb, int64_t(NKV) * D, k0, T);
-    tc_load_tile<D, TK>(Vs, vb, int64_t(NKV) * D, k0, T);
-    __syncthreads();
-    if (k0 > row0 + 15) continue;  // every key after every query of this warp (warp-uniform)
+  for (int step = 0; step < nsteps; ++step) {
+    if (ST == 2 && step + 1 < nsteps) {
+      issue(step + 1);  // into the stage the previous step read (free since its closing barrier)
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // this step's K, V have landed for every thread
+    const int k0 = step * TK;
+    const bf16* Ks = KV + (step % ST) * 2 * TK * LD;
+    const bf16* Vs = Ks + TK * LD;
+    if (k0 <= row0 + 15) {  // else every key is after every query of this warp (warp-uniform)
+      // S = Q Kᵀ [16][TK]
+      FragC sf[TK / 16];
+#pragma unroll
+      for (int n = 0; n < TK / 16; ++n) wmma::fill_fragment(sf[n], 0.0f);
+#pragma unroll
+      for (int kk = 0; kk < ND; ++kk)
+#pragma unroll
+        for (int n = 0; n < TK / 16; ++n) {
+          FragBCol kf;
+          wmma::load_matrix_sync(kf, Ks + n * 16 * LD + kk * 16, LD);
+          wmma::mma_sync(sf[n], qf[kk], kf, sf[n]);
+        }
+#pragma unroll
+      for (int n = 0; n < TK / 16; ++n) wmma::store_matrix_sync(Sw + n * 16, sf[n], SL, wmma::mem_row_major);
+      __syncwarp();
 
-    // S = Q Kᵀ [16][TK]
-    FragC sf[TK / 16];
+      // Online softmax of row i over keys k0 + c0 .. k0 + c0 + 15 (causal mask;
+      // rows i >= T are padding: finite, never written).
+      float s[16], mx = -INFINITY;
 #pragma unroll
-    for (int n = 0; n < TK / 16; ++n) wmma::fill_fragment(sf[n], 0.0f);
-#pragma unroll
-    for (int kk = 0; kk < ND; ++kk)
-#pragma unroll
-      for (int n = 0; n < TK / 16; ++n) {
-        FragBCol kf;
-        wmma::load_matrix_sync(kf, Ks + n * 16 * LD + kk * 16, LD);
-        wmma::mma_sync(sf[n], qf[kk], kf, sf[n]);
+      for (int c = 0; c < 16; ++c) {
+        const int j = k0 + c0 + c;
+        s[c] = j <= i ? Sw[r * SL + c0 + c] * scale : -INFINITY;
+        mx = fmaxf(mx, s[c]);
       }
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      const float mn = fmaxf(m, mx);  // finite from the first step on (key 0 <= i)
+      const float corr = mn == -INFINITY ? 1.0f : expf(m - mn);
+      float ps = 0.0f;
 #pragma unroll
-    for (int n = 0; n < TK / 16; ++n) wmma::store_matrix_sync(Sw + n * 16, sf[n], SL, wmma::mem_row_major);
-    __syncwarp();
-
-    // Online softmax of row i over keys k0 + c0 .. k0 + c0 + 15 (causal mask;
-    // rows i >= T are padding: finite, never written).
-    float s[16], mx = -INFINITY;
-#pragma unroll
-    for (int c = 0; c < 16; ++c) {
-      const int j = k0 + c0 + c;
-      s[c] = j <= i ? Sw[r * SL + c0 + c] * scale : -INFINITY;
-      mx = fmaxf(mx, s[c]);
-    }
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-    const float mn = fmaxf(m, mx);  // finite from the first step on (key 0 <= i)
-    const float corr = mn == -INFINITY ? 1.0f : expf(m - mn);
-    float ps = 0.0f;
-#pragma unroll
-    for (int c = 0; c < 16; ++c) {
-      const float p = s[c] == -INFINITY ? 0.0f : expf(s[c] - mn);
-      ps += p;
-      Pw[r * PL + c0 + c] = from_f32<bf16>(p);
-    }
-    ps += __shfl_xor_sync(0xffffffffu, ps, 1);
-    l = l * corr + ps;
-    m = mn;
-
-    // O rows *= corr, through the staging tile (Sw), when some row's max moved.
-    if (warp_max(corr != 1.0f ? 1.0f : 0.0f) != 0.0f) {
-#pragma unroll
-      for (int n = 0; n < ND; ++n) {
-        __syncwarp();  // Sw is no longer read
-        wmma::store_matrix_sync(Sw, of[n], SL, wmma::mem_row_major);
-        __syncwarp();
-#pragma unroll
-        for (int c = 0; c < 8; ++c) Sw[r * SL + (lane & 1) * 8 + c] *= corr;
-        __syncwarp();
-        wmma::load_matrix_sync(of[n], Sw, SL, wmma::mem_row_major);
+      for (int c = 0; c < 16; ++c) {
+        const float p = s[c] == -INFINITY ? 0.0f : expf(s[c] - mn);
+        ps += p;
+        Pw[r * PL + c0 + c] = from_f32<bf16>(p);
       }
-    }
-    __syncwarp();  // P is written by all lanes
+      ps += __shfl_xor_sync(0xffffffffu, ps, 1);
+      l = l * corr + ps;
+      m = mn;
 
-    // O += P V: P [16][TK] (bf16), V [TK][D]
-    tc_acc_ab<D, TK>(of, Pw, Vs);
+      // O rows *= corr, through the staging tile (Sw), when some row's max moved.
+      if (warp_max(corr != 1.0f ? 1.0f : 0.0f) != 0.0f) {
+#pragma unroll
+        for (int n = 0; n < ND; ++n) {
+          __syncwarp();  // Sw is no longer read
+          wmma::store_matrix_sync(Sw, of[n], SL, wmma::mem_row_major);
+          __syncwarp();
+#pragma unroll
+          for (int c = 0; c < 8; ++c) Sw[r * SL + (lane & 1) * 8 + c] *= corr;
+          __syncwarp();
+          wmma::load_matrix_sync(of[n], Sw, SL, wmma::mem_row_major);
+        }
+      }
+      __syncwarp();  // P is written by all lanes
+
+      // O += P V: P [16][TK] (bf16), V [TK][D]
+      tc_acc_ab<D, TK>(of, Pw, Vs);
+    }
+    __syncthreads();  // this step's stage is no longer read
+    if (ST == 1 && step + 1 < nsteps) issue(step + 1);
   }
 
   // out = O / l (bf16), lse = m + log(l)
@@ -750,29 +833,29 @@ __global__ void __launch_bounds__(kTcThreads)
 // block walks, in a fixed order, the query heads of the group and their query
 // steps of UQ=32 from the diagonal to T; per step a warp computes the
 // transposed tiles Sᵀ = K Qᵀ and dPᵀ = V dOᵀ [16 keys][UQ queries] into its
-// fp32 tiles, Pᵀ and dSᵀ (bf16), then dV += Pᵀ dO and dK += dSᵀ Q.
+// fp32 tiles, Pᵀ and dSᵀ (bf16), then dV += Pᵀ dO and dK += dSᵀ Q. With
+// dkdv_stages = 2 the next step's Q, dO, lse, Dvec load (cp.async) while a
+// step computes. ds_store (may be null): the dS store, written as computed.
 template <int D>
 __global__ void __launch_bounds__(kTcThreads)
-    attention_backward_dkdv_tc_kernel(bf16* dk, bf16* dv, const bf16* dout, const bf16* q, const bf16* k,
-                                      const bf16* v, const float* lse, const float* Dvec, int T, int NH, int NKV,
-                                      float scale) {
+    attention_backward_dkdv_tc_kernel(bf16* dk, bf16* dv, bf16* ds_store, const bf16* dout, const bf16* q,
+                                      const bf16* k, const bf16* v, const float* lse, const float* Dvec, int T, int NH,
+                                      int NKV, float scale) {
 #if !GT_ATTENTION_TC_BODY
   __trap();
 #else
-  constexpr int LD = TcGeom<D>::LD, ND = D / 16;
+  constexpr int LD = TcGeom<D>::LD, ND = D / 16, ST = TcGeom<D>::dkdv_stages;
   extern __shared__ __align__(128) float4 smem4[];  // WMMA tiles need 32-byte alignment
   bf16* Ks = reinterpret_cast<bf16*>(smem4);                   // [UK][LD]
   bf16* Vs = Ks + UK * LD;                                     // [UK][LD]
-  bf16* Qs = Vs + UK * LD;                                     // [UQ][LD]
-  bf16* dOs = Qs + UQ * LD;                                    // [UQ][LD]
-  float* STall = reinterpret_cast<float*>(dOs + UQ * LD);      // [4 warps][16][SL]  Sᵀ
+  bf16* QdO = Vs + UK * LD;                                    // per stage Q, dO [UQ][LD]
+  float* STall = reinterpret_cast<float*>(QdO + ST * 2 * UQ * LD);  // [4 warps][16][SL]  Sᵀ
   float* dPTall = STall + 4 * 16 * SL;                         // [4 warps][16][SL]  dPᵀ
   constexpr bool overlay = TcGeom<D>::overlay;
   // Pᵀ, dSᵀ [4 warps][16][PL] each: their own regions, or each warp's in its Sᵀ, dPᵀ tiles
   bf16* PTall = reinterpret_cast<bf16*>(dPTall + 4 * 16 * SL);
   bf16* dSTall = PTall + 4 * 16 * PL;
-  float* Ls = reinterpret_cast<float*>(overlay ? PTall : dSTall + 4 * 16 * PL);  // [UQ]
-  float* Ds = Ls + UQ;                                                          // [UQ]
+  float* LD_all = reinterpret_cast<float*>(overlay ? PTall : dSTall + 4 * 16 * PL);  // per stage L, Dvec [UQ]
   const int kt = blockIdx.x;                                   // tile 0 sees the most queries: it starts first
   const int kvh = blockIdx.y, b = blockIdx.z, group = NH / NKV;
   const int k0 = kt * UK;
@@ -783,9 +866,26 @@ __global__ void __launch_bounds__(kTcThreads)
   bf16* dSTw = overlay ? reinterpret_cast<bf16*>(dPTw) : dSTall + warp * 16 * PL;
   const int r = lane >> 1, c0 = (lane & 1) * 16;  // row work: lane owns key row r, query columns c0..c0+15
   const int row0 = k0 + warp * 16, j = row0 + r;  // the warp's first key, this lane's key
+  // Steps: query head hh = step / nq of the group, queries q0 = k0 + (step % nq) UQ
+  // (queries before k0 cannot see these keys).
+  const int nq = (T - k0 + UQ - 1) / UQ, nsteps = group * nq;
+  auto issue = [&](int step) {  // Q, dO, lse, Dvec of `step` into its stage
+    const int h = kvh * group + step / nq, q0 = k0 + (step % nq) * UQ;
+    bf16* Qs = QdO + (step % ST) * 2 * UQ * LD;
+    tc_load_tile_async<D, UQ>(Qs, q + (int64_t(b) * T * NH + h) * D, int64_t(NH) * D, q0, T);
+    tc_load_tile_async<D, UQ>(Qs + UQ * LD, dout + (int64_t(b) * T * NH + h) * D, int64_t(NH) * D, q0, T);
+    if (threadIdx.x < 2 * UQ) {  // threads 0..31: lse, 32..63: Dvec (0 past T)
+      const int c = threadIdx.x % UQ;
+      const float* src = (threadIdx.x < UQ ? lse : Dvec) + (int64_t(b) * NH + h) * T;
+      const bool in = q0 + c < T;
+      cp_async4(LD_all + (step % ST) * 2 * UQ + threadIdx.x, in ? src + q0 + c : src, in ? 4 : 0);
+    }
+    cp_async_commit();
+  };
 
-  tc_load_tile<D, UK>(Ks, k + (int64_t(b) * T * NKV + kvh) * D, int64_t(NKV) * D, k0, T);
-  tc_load_tile<D, UK>(Vs, v + (int64_t(b) * T * NKV + kvh) * D, int64_t(NKV) * D, k0, T);
+  tc_load_tile_async<D, UK>(Ks, k + (int64_t(b) * T * NKV + kvh) * D, int64_t(NKV) * D, k0, T);
+  tc_load_tile_async<D, UK>(Vs, v + (int64_t(b) * T * NKV + kvh) * D, int64_t(NKV) * D, k0, T);
+  issue(0);  // one group with K, V (nsteps >= 1: k0 < T)
   FragC dkf[ND], dvf[ND];  // dK, dV rows row0..row0+15, dims 16n..16n+15
 #pragma unroll
   for (int n = 0; n < ND; ++n) {
@@ -793,24 +893,20 @@ __global__ void __launch_bounds__(kTcThreads)
     wmma::fill_fragment(dvf[n], 0.0f);
   }
 
-  for (int hh = 0; hh < group; ++hh) {
-    const int h = kvh * group + hh;
-    const bf16* qb = q + (int64_t(b) * T * NH + h) * D;
-    const bf16* dob = dout + (int64_t(b) * T * NH + h) * D;
-    const float* lseb = lse + (int64_t(b) * NH + h) * T;
-    const float* Dvb = Dvec + (int64_t(b) * NH + h) * T;
-    for (int q0 = k0; q0 < T; q0 += UQ) {  // queries before k0 cannot see these keys
-      __syncthreads();                     // the previous step's Q, dO, L, Dvec are no longer read
-      tc_load_tile<D, UQ>(Qs, qb, int64_t(NH) * D, q0, T);
-      tc_load_tile<D, UQ>(dOs, dob, int64_t(NH) * D, q0, T);
-      if (threadIdx.x < UQ) {
-        const int t = q0 + threadIdx.x;
-        Ls[threadIdx.x] = t < T ? lseb[t] : 0.0f;
-        Ds[threadIdx.x] = t < T ? Dvb[t] : 0.0f;
-      }
-      __syncthreads();
-      if (q0 + UQ - 1 < row0 || row0 >= T) continue;  // no query here sees a key of this warp (warp-uniform)
-
+  for (int step = 0; step < nsteps; ++step) {
+    if (ST == 2 && step + 1 < nsteps) {
+      issue(step + 1);  // into the stage the previous step read (free since its closing barrier)
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // this step's Q, dO, L, Dvec (and at step 0 K, V) have landed for every thread
+    const int h = kvh * group + step / nq, q0 = k0 + (step % nq) * UQ;
+    const bf16* Qs = QdO + (step % ST) * 2 * UQ * LD;
+    const bf16* dOs = Qs + UQ * LD;
+    const float* Ls = LD_all + (step % ST) * 2 * UQ;
+    const float* Ds = Ls + UQ;
+    if (q0 + UQ - 1 >= row0 && row0 < T) {  // else no query here sees a key of this warp (warp-uniform)
       // Sᵀ = K Qᵀ, then dPᵀ = V dOᵀ  [16 keys][UQ queries], one after the other
       // (fewer live fragments: dK and dV already hold 2 D/16 accumulators).
       tc_tile_abt<D, UQ>(STw, Ks + warp * 16 * LD, Qs);
@@ -840,17 +936,102 @@ __global__ void __launch_bounds__(kTcThreads)
         *reinterpret_cast<int4*>(PTw + r * PL + c0 + 8 * half) = pt_bf16[half];
         *reinterpret_cast<int4*>(dSTw + r * PL + c0 + 8 * half) = dst_bf16[half];
       }
+      if (ds_store) {  // this warp's 16 key rows: one half of store tile (q0/32, row0/32)
+        bf16* t = ds_store + ds_tile_offset(b, h, NH, T, q0 / DST, row0 / DST) + (row0 % DST + r) * DST + c0;
+        *reinterpret_cast<int4*>(t) = dst_bf16[0];
+        *reinterpret_cast<int4*>(t + 8) = dst_bf16[1];
+      }
       __syncwarp();
 
       // dV += Pᵀ dO, then dK += dSᵀ Q: Pᵀ, dSᵀ [16][UQ] (bf16), dO, Q [UQ][D]
       tc_acc_ab<D, UQ>(dvf, PTw, dOs);
       tc_acc_ab<D, UQ>(dkf, dSTw, Qs);
     }
+    __syncthreads();  // this step's stage is no longer read
+    if (ST == 1 && step + 1 < nsteps) issue(step + 1);
   }
 
   const int64_t base = (int64_t(b) * T * NKV + kvh) * D;  // position 0 of the kv head
   tc_store_rows<D>(dk + base, int64_t(NKV) * D, dkf, STw, row0, T, 1.0f, lane);
   tc_store_rows<D>(dv + base, int64_t(NKV) * D, dvf, STw, row0, T, 1.0f, lane);
+#endif  // GT_ATTENTION_TC_BODY
+}
+
+// dq[B,T,NH,D] from the dS store the dk/dv kernel wrote; grid (ceil(T/TQ), NH, B).
+// Warp w owns query rows 16w..16w+15 of the block's tile and their dQ [16][D]
+// in accumulator fragments; per key step (keys 0..diagonal, in order) it
+// reads dS [16][TK] from the store tile (as a col_major matrix_a of dSᵀ) and
+// adds dS K. One tile product per step: the step's loads dominate, so the next
+// step's K and dS tiles load (cp.async) while a step computes. Fixed order,
+// one owner per output: deterministic.
+template <int D>
+struct DqFromDsGeom {
+  static constexpr int LD = TcGeom<D>::LD, stages = 2;
+  static constexpr size_t k_tile = size_t(TK) * LD * sizeof(bf16), ds_tiles = 2 * DST * PL * sizeof(bf16);
+  // per stage K [TK][LD] and dSᵀ of the block's two query tiles [2][DST keys][PL]; the warps' staging tiles
+  static constexpr size_t smem = stages * (k_tile + ds_tiles) + TcGeom<D>::S4;
+  static_assert(k_tile % 32 == 0 && ds_tiles % 32 == 0, "32-byte aligned regions");
+};
+
+template <int D>
+__global__ void __launch_bounds__(kTcThreads)
+    attention_backward_dq_from_ds_tc_kernel(bf16* dq, const bf16* ds_store, const bf16* k, int T, int NH, int NKV) {
+#if !GT_ATTENTION_TC_BODY
+  __trap();
+#else
+  using G = DqFromDsGeom<D>;
+  constexpr int LD = G::LD, ND = D / 16, ST = G::stages;
+  constexpr size_t stage_elems = (G::k_tile + G::ds_tiles) / sizeof(bf16);
+  extern __shared__ __align__(128) float4 smem4[];  // WMMA tiles need 32-byte alignment
+  bf16* stages = reinterpret_cast<bf16*>(smem4);          // per stage: K [TK][LD], then dSᵀ [2][DST][PL]
+  float* Sw = reinterpret_cast<float*>(stages + ST * stage_elems);  // this warp's staging tile [16][SL] (set below)
+  const int qt = gridDim.x - 1 - blockIdx.x;              // longest query tiles first
+  const int h = blockIdx.y, b = blockIdx.z, kvh = h / (NH / NKV);
+  const int q0 = qt * TQ;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  Sw += warp * 16 * SL;
+  const int row0 = q0 + warp * 16;
+  const bf16* kb = k + (int64_t(b) * T * NKV + kvh) * D;
+  const int kend = min(T, q0 + TQ), nsteps = (kend + TK - 1) / TK;
+  // K and the dSᵀ tiles (query tile q0/32 + half, key tile k0/32) of `step` into its
+  // stage; tiles above the diagonal or past T are not read, key rows >= T are zeros.
+  auto issue = [&](int step) {
+    bf16* Ks = stages + (step % ST) * stage_elems;
+    bf16* dSs = Ks + TK * LD;
+    const int k0 = step * TK, kt = k0 / DST;
+    tc_load_tile_async<D, TK>(Ks, kb, int64_t(NKV) * D, k0, T);
+    for (int e = threadIdx.x; e < 2 * DST * (DST / 8); e += kTcThreads) {
+      const int half = e / (DST * DST / 8), row = (e / (DST / 8)) % DST, c = (e % (DST / 8)) * 8;
+      const int qtile = q0 / DST + half;
+      if (qtile * DST >= T || kt > qtile) continue;
+      const bf16* src = ds_store + ds_tile_offset(b, h, NH, T, qtile, kt) + row * DST + c;
+      cp_async16(dSs + (half * DST + row) * PL + c, src, k0 + row < T ? 16 : 0);
+    }
+    cp_async_commit();
+  };
+  FragC dqf[ND];  // dQ rows row0..row0+15, dims 16n..16n+15
+#pragma unroll
+  for (int n = 0; n < ND; ++n) wmma::fill_fragment(dqf[n], 0.0f);
+
+  issue(0);  // nsteps >= 1: q0 < T
+  for (int step = 0; step < nsteps; ++step) {
+    if (step + 1 < nsteps) {
+      issue(step + 1);  // into the stage the previous step read (free since its closing barrier)
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // this step's tiles have landed for every thread
+    const int k0 = step * TK;
+    const bf16* Ks = stages + (step % ST) * stage_elems;
+    const bf16* dSs = Ks + TK * LD;
+    // dQ += dS K (unless fully masked, or padding rows: warp-uniform):
+    // A[i][j] = dS(query row0 + i, key k0 + j) = dSᵀ tile [j][16 (warp % 2) + i]
+    if (k0 <= row0 + 15 && row0 < T) tc_acc_atb<D, TK>(dqf, dSs + (warp / 2) * DST * PL + (warp % 2) * 16, PL, Ks);
+    __syncthreads();  // this step's stage is no longer read
+  }
+
+  tc_store_rows<D>(dq + (int64_t(b) * T * NH + h) * D, int64_t(NH) * D, dqf, Sw, row0, T, 1.0f, lane);
 #endif  // GT_ATTENTION_TC_BODY
 }
 
@@ -904,17 +1085,35 @@ void forward_launch(bf16* out, float* lse, const bf16* q, const bf16* k, const b
   CUDA_CHECK_LAUNCH();
 }
 
+// ds_store (tensor cores only; null: dq recomputes S and dP): the dk/dv
+// kernel also writes dS there and dq reads it.
 template <int D, bool TC>
-void backward_launch(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* q, const bf16* k, const bf16* v,
-                     const float* lse, const float* Dvec, int B, int T, int NH, int NKV, cudaStream_t stream) {
+void backward_launch(bf16* dq, bf16* dk, bf16* dv, bf16* ds_store, const bf16* dout, const bf16* q, const bf16* k,
+                     const bf16* v, const float* lse, const float* Dvec, int B, int T, int NH, int NKV,
+                     cudaStream_t stream) {
   using K = AttKernels<D, TC>;
   static const bool once = (allow_smem(K::dkdv, K::dkdv_smem), allow_smem(K::dq, K::dq_smem), true);
   (void)once;
   const float scale = 1.0f / std::sqrt(float(D));
   const dim3 grid_kv(unsigned(ceil_div(T, K::k_tile)), unsigned(NKV), unsigned(B));
-  K::dkdv<<<grid_kv, K::threads, K::dkdv_smem, stream>>>(dk, dv, dout, q, k, v, lse, Dvec, T, NH, NKV, scale);
-  CUDA_CHECK_LAUNCH();
   const dim3 grid_q(unsigned(ceil_div(T, K::q_tile)), unsigned(NH), unsigned(B));
+  if constexpr (TC) {
+    K::dkdv<<<grid_kv, K::threads, K::dkdv_smem, stream>>>(dk, dv, ds_store, dout, q, k, v, lse, Dvec, T, NH, NKV,
+                                                           scale);
+    CUDA_CHECK_LAUNCH();
+    if (ds_store) {
+      constexpr auto dq_ds = attention_backward_dq_from_ds_tc_kernel<D>;
+      static const bool once_ds = (allow_smem(dq_ds, DqFromDsGeom<D>::smem), true);
+      (void)once_ds;
+      dq_ds<<<grid_q, kTcThreads, DqFromDsGeom<D>::smem, stream>>>(dq, ds_store, k, T, NH, NKV);
+      CUDA_CHECK_LAUNCH();
+      return;
+    }
+  } else {
+    GT_ASSERT(ds_store == nullptr);
+    K::dkdv<<<grid_kv, K::threads, K::dkdv_smem, stream>>>(dk, dv, dout, q, k, v, lse, Dvec, T, NH, NKV, scale);
+    CUDA_CHECK_LAUNCH();
+  }
   K::dq<<<grid_q, K::threads, K::dq_smem, stream>>>(dq, dout, q, k, v, lse, Dvec, T, NH, NKV, scale);
   CUDA_CHECK_LAUNCH();
 }
@@ -922,7 +1121,8 @@ void backward_launch(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16*
 // Largest dynamic shared memory any attention kernel asks for (D = 128):
 // must stay within sm_89's 99 KB opt-in limit.
 static_assert(TcGeom<128>::fwd_smem <= 99 * 1024 && TcGeom<128>::dq_smem <= 99 * 1024 &&
-                  TcGeom<128>::dkdv_smem <= 99 * 1024 && Geom<128>::dkdv_smem <= 99 * 1024,
+                  TcGeom<128>::dkdv_smem <= 99 * 1024 && DqFromDsGeom<128>::smem <= 99 * 1024 &&
+                  Geom<128>::dkdv_smem <= 99 * 1024,
               "attention shared memory exceeds sm_89's 99 KB per block");
 // The point of the backward overlay: at head dim 64 (every shipped model but 7B)
 // two backward blocks fit in an sm_89 SM (100 KB, 1 KB reserved per block).
@@ -1000,9 +1200,23 @@ void attention_forward_cuda(bf16* out, float* lse, const bf16* q, const bf16* k,
 
 size_t attention_backward_cuda_workspace(int B, int T, int NH) { return sizeof(float) * size_t(B) * T * NH; }
 
+size_t attention_backward_cuda_ds_bytes(int B, int T, int NH) {
+  if (B <= 0 || T <= 0 || NH <= 0) return 0;
+  return sizeof(bf16) * size_t(B) * size_t(NH) * size_t(ds_tiles_per_head(T)) * DST * DST;
+}
+
+bool attention_cuda_ds_store_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("GALORE_ATTENTION_DS");
+    return !(e != nullptr && std::strcmp(e, "0") == 0);
+  }();
+  return on;
+}
+
 void attention_backward_cuda(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* q, const bf16* k,
                              const bf16* v, const bf16* out, const float* lse, int B, int T, int NH, int NKV, int D,
-                             void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+                             void* workspace, size_t workspace_bytes, void* ds_store, size_t ds_store_bytes,
+                             cudaStream_t stream) {
   check_dims(B, T, NH, NKV, D);
   if (B <= 0 || T <= 0 || NH <= 0) return;
   GT_ASSERT(workspace_bytes >= attention_backward_cuda_workspace(B, T, NH));
@@ -1011,12 +1225,17 @@ void attention_backward_cuda(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, con
   attention_dvec_kernel<<<unsigned(ceil_div(rows, 8)), 256, 0, stream>>>(Dvec, dout, out, rows, T, NH, D);
   CUDA_CHECK_LAUNCH();
   const bool tc = !attention_cuda_simt() && tc_compiled() && tc_aligned({dq, dk, dv, dout, q, k, v});
+  // The dS store when the caller lent enough (16-byte aligned) memory for it.
+  bf16* ds = tc && ds_store && ds_store_bytes >= attention_backward_cuda_ds_bytes(B, T, NH) &&
+                     aligned16(ds_store) && attention_cuda_ds_store_enabled()
+                 ? static_cast<bf16*>(ds_store)
+                 : nullptr;
   with_head_dim(D, [&](auto d) {
     constexpr int HD = decltype(d)::value;
     if (tc)
-      backward_launch<HD, true>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream);
+      backward_launch<HD, true>(dq, dk, dv, ds, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream);
     else
-      backward_launch<HD, false>(dq, dk, dv, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream);
+      backward_launch<HD, false>(dq, dk, dv, nullptr, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream);
   });
 }
 

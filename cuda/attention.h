@@ -33,12 +33,24 @@ bool attention_cuda_simt();
 void attention_cuda_set_simt(bool simt);
 // Bytes of workspace for attention_backward_cuda (rowsum(dout*out), fp32 [B,NH,T]).
 size_t attention_backward_cuda_workspace(int B, int T, int NH);
+// Bytes of the optional dS store of attention_backward_cuda: the causal 32x32
+// tiles of dS per (b, head), bf16 (B*NH*nt(nt+1)/2 tiles, nt = ceil(T/32); 37.7 MB
+// at B=16, T=256, NH=32). With it, dq reads dS instead of recomputing S, dP and
+// the probabilities (5 tile products instead of 7). The model lends a buffer that
+// is dead during the call (the MLP's h); GALORE_ATTENTION_DS=0 in the environment
+// (read once) never uses it, for comparisons.
+size_t attention_backward_cuda_ds_bytes(int B, int T, int NH);
+bool attention_cuda_ds_store_enabled();
 // dq[B,T,NH,D], dk/dv[B,T,NKV,D] overwritten. Deterministic: dk/dv by one
 // block per (b, kv head, key tile) looping over queries in a fixed order, dq by
 // one block per (b, head, query tile) looping over keys; no atomics.
+// ds_store: null, or ds_store_bytes of device memory the call may overwrite;
+// used (tensor-core path) when it holds attention_backward_cuda_ds_bytes and is
+// 16-byte aligned, else ignored.
 void attention_backward_cuda(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv, const __nv_bfloat16* dout,
                              const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
                              const __nv_bfloat16* out, const float* lse, int B, int T, int NH, int NKV, int D,
-                             void* workspace, size_t workspace_bytes, cudaStream_t stream);
+                             void* workspace, size_t workspace_bytes, void* ds_store, size_t ds_store_bytes,
+                             cudaStream_t stream);
 }  // namespace gt
 #endif  // GALORE_WITH_CUDA

@@ -9,7 +9,10 @@
 #   3b. run 2 with training.gemm_autotune=8 (cuBLASLt's candidates timed per shape)
 #   4. galore-train --estimate-memory for llama7b on a 24 GB card at
 #      micro-batches 1, 4 and 16
-#   5. run 1 with the SIMT attention fallback (GALORE_ATTENTION_SIMT=1)
+#   5. run 2 without the attention dS store (GALORE_ATTENTION_DS=0; with --op-report):
+#      what computing dq from the stored dS (5 attention tile products instead of 7) buys
+#      at head dim 128. (Session 8 measured the SIMT attention fallback here: tensor cores
+#      +27% on llama1b; GALORE_ATTENTION_SIMT=1 still selects it.)
 #   6. run 1 forming every weight gradient (optimizer.galore.factored_projection=false):
 #      what projecting from the factors (dY, X) buys
 # Runs 1 and 2 also time one more step's GEMMs by shape (galore-bench
@@ -66,10 +69,10 @@ STEPS=${REFRESH_STEPS:-3} WARMUP=1 bench llama7b-refresh-every-step configs/llam
 STEPS=4 WARMUP=2 bench llama7b-r1024-recompute-autotune configs/llama7b.json "${COMMON[@]}" \
   optimizer.galore.rank=1024 training.recompute=true training.gemm_autotune=8
 
-# 5. llama1b again with the SIMT attention kernels (GALORE_ATTENTION_SIMT=1):
-#    what the tensor-core attention buys (the default path is run 1).
-GALORE_ATTENTION_SIMT=1 STEPS=4 WARMUP=2 bench llama1b-r512-simt-attention configs/llama1b.json "${COMMON[@]}" \
-  optimizer.galore.rank=512
+# 5. llama7b again without the attention dS store (GALORE_ATTENTION_DS=0): dq
+#    recomputes S, dP and the probabilities (the default path is run 2).
+GALORE_ATTENTION_DS=0 OP_REPORT=1 STEPS=4 WARMUP=2 bench llama7b-r1024-recompute-no-ds-store configs/llama7b.json \
+  "${COMMON[@]}" optimizer.galore.rank=1024 training.recompute=true
 
 # 6. llama1b forming G (the path of refresh steps) at every step.
 STEPS=4 WARMUP=2 bench llama1b-r512-formed-G configs/llama1b.json "${COMMON[@]}" optimizer.galore.rank=512 \

@@ -50,6 +50,16 @@ for label, r in runs.items():
         top = sorted(((v, k) for k, v in kinds.items() if not k.startswith("matmul")), reverse=True)[:8]
         print(f'- {label}: {o["ops_ms"]:.1f} of {o["step_ms"]:.1f} ms; matmuls {mm:.1f}; '
               + ", ".join(f"{k} {v:.1f}" for v, k in top))
+
+def attention_backward_ms(r):
+    return sum(x["ms"] for x in r.get("ops", {}).get("ops", []) if x["op"] == "attention_backward")
+
+
+a, b = runs.get("llama7b-r1024-recompute"), runs.get("llama7b-r1024-recompute-no-ds-store")
+if a and b:
+    print(f"\nAttention dS store at 7B (run 2 against GALORE_ATTENTION_DS=0): step "
+          f"{1000 * a['step_s_median']:.1f} vs {1000 * b['step_s_median']:.1f} ms; attention_backward "
+          f"{attention_backward_ms(a):.1f} vs {attention_backward_ms(b):.1f} ms per step")
 a, b = runs.get("llama7b-r1024-recompute"), runs.get("llama7b-refresh-every-step")
 if a and b:
     refresh = b["step_s_median"] - a["step_s_median"]

@@ -74,9 +74,12 @@ class Backend {
   // q[B,T,NH,D], k/v[B,T,NKV,D] -> out[B,T,NH,D], lse[B,NH,T] (F32)
   virtual void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
                                  const Tensor& v) = 0;
+  // dq[B,T,NH,D], dk/dv[B,T,NKV,D] overwritten. `spare`: a buffer that is dead
+  // during the call (may be empty), which the backend may overwrite as its
+  // workspace (CUDA: the dS store, cuda/attention.h) or ignore (CPU).
   virtual void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout,
                                   const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                                  const Tensor& lse) = 0;
+                                  const Tensor& lse, const Tensor& spare) = 0;
   // out[N,I] = silu(gate) * up
   virtual void swiglu_forward(const Tensor& out, const Tensor& gate, const Tensor& up) = 0;
   // dgate/dup may alias gate/up (in place; the model does that).

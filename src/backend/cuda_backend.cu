@@ -272,13 +272,15 @@ class CudaBackend final : public Backend {
                            int(q.dim(0)), int(q.dim(1)), int(q.dim(2)), int(k.dim(2)), int(q.dim(3)), stream_);
   }
   void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout, const Tensor& q,
-                          const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse) override {
+                          const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                          const Tensor& spare) override {
     const int B = int(q.dim(0)), T = int(q.dim(1)), NH = int(q.dim(2)), NKV = int(k.dim(2)), D = int(q.dim(3));
     const size_t ws_bytes = attention_backward_cuda_workspace(B, T, NH);
     void* ws = scratch(ws_bytes);
+    if (spare.data && spare.device != Device::CUDA) fail("attention backward: the spare buffer must be on the device");
     attention_backward_cuda(bf(dq, "dq"), bf(dk, "dk"), bf(dv, "dv"), bf(dout, "attention dout"), bf(q, "q"),
                             bf(k, "k"), bf(v, "v"), bf(out, "attention out"), f32(lse, "lse"), B, T, NH, NKV, D, ws,
-                            ws_bytes, stream_);
+                            ws_bytes, spare.data, spare.data ? spare.nbytes() : 0, stream_);
   }
   void swiglu_forward(const Tensor& out, const Tensor& gate, const Tensor& up) override {
     swiglu_forward_cuda(bf(out, "swiglu out"), bf(gate, "gate"), bf(up, "up"), out.numel(), stream_);

@@ -127,9 +127,9 @@ void TimedBackend::attention_forward(const Tensor& out, const Tensor& lse, const
 }
 void TimedBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout,
                                       const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                                      const Tensor& lse) {
+                                      const Tensor& lse, const Tensor& spare) {
   timed("attention_backward", [&] { return dims(q); },
-        [&] { in_.attention_backward(dq, dk, dv, dout, q, k, v, out, lse); });
+        [&] { in_.attention_backward(dq, dk, dv, dout, q, k, v, out, lse, spare); });
 }
 void TimedBackend::swiglu_forward(const Tensor& out, const Tensor& gate, const Tensor& up) {
   timed("swiglu_forward", [&] { return as_matrix(out); }, [&] { in_.swiglu_forward(out, gate, up); });

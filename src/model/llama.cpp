@@ -398,7 +398,8 @@ void LlamaModel::backward(GradSink& sink, float dloss_scale) {
     linear_backward(sink, L.o, reshape(datt_, {N, NH * D}), dresid_, reshape(a.att, {N, NH * D}), false);
     sink.grad_ready(L.o);
     const auto [dq, dk, dv] = attention_grads(a);  // over gate/up, dead since the MLP's backward
-    be_.attention_backward(dq, dk, dv, datt_, a.q, a.k, a.v, a.att, a.lse);
+    // h (dh since the MLP's backward) is dead too: the backend's workspace (CUDA: the dS store).
+    be_.attention_backward(dq, dk, dv, datt_, a.q, a.k, a.v, a.att, a.lse, a.h);
     be_.rope_backward(dq, theta);
     be_.rope_backward(dk, theta);
     // ln2 (dead now) shares ln1's buffer: recompute ln1 for the q/k/v weight

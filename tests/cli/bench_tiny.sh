@@ -50,4 +50,15 @@ printf '{"label": "cut' >>"$OUT/b.jsonl"
 python3 scripts/bench_summary.py "$OUT/b.jsonl" >"$OUT/summary" 2>&1 || { cat "$OUT/summary"; echo "FAIL: bench_summary.py"; exit 1; }
 grep -q "^| tiny-cpu | cpu | " "$OUT/summary" || { cat "$OUT/summary"; echo "FAIL: no summary row"; exit 1; }
 grep -q "^- tiny-cpu: .* attention_backward" "$OUT/summary" || { cat "$OUT/summary"; echo "FAIL: no op line in the summary"; exit 1; }
+# The attention dS store's A/B line (bench.sh run 5): the same run under the two 7B labels.
+python3 - "$OUT/b.jsonl" "$OUT/ab.jsonl" <<'PY'
+import json, sys
+r = json.loads(open(sys.argv[1]).readline())
+with open(sys.argv[2], "w") as f:
+    for label in ("llama7b-r1024-recompute", "llama7b-r1024-recompute-no-ds-store"):
+        f.write(json.dumps(dict(r, label=label)) + "\n")
+PY
+python3 scripts/bench_summary.py "$OUT/ab.jsonl" >"$OUT/summary_ab" 2>&1 || { cat "$OUT/summary_ab"; echo "FAIL: bench_summary.py (A/B)"; exit 1; }
+grep -q "^Attention dS store at 7B .* attention_backward [0-9.]* vs [0-9.]* ms" "$OUT/summary_ab" ||
+  { cat "$OUT/summary_ab"; echo "FAIL: no dS store line in the summary"; exit 1; }
 echo "ok: bench_summary.py"

@@ -462,9 +462,12 @@ void attention_forward_test(cudaStream_t stream, bool simt) {
   }
 }
 
-void attention_backward_test(cudaStream_t stream, bool simt) {
+// ds_store: also lend the dS store (the tensor-core path then computes dq from
+// it; SIMT ignores it). Both runs must match the reference and repeat bit for bit.
+void attention_backward_test(cudaStream_t stream, bool simt, bool ds_store) {
   const AttPath path(simt);
   ASSERT_EQ(attention_cuda_simt(), simt);
+  if (ds_store) ASSERT_TRUE(attention_cuda_ds_store_enabled()) << "GALORE_ATTENTION_DS=0 is set";
   for (const auto& s : kAttShapes) {
     SCOPED_TRACE(tag(simt ? "SIMT: B T NH NKV D" : "tensor cores: B T NH NKV D", {s.B, s.T, s.NH, s.NKV, s.D}));
     const size_t nq = size_t(s.B) * s.T * s.NH * s.D, nkv = size_t(s.B) * s.T * s.NKV * s.D;
@@ -480,14 +483,17 @@ void attention_backward_test(cudaStream_t stream, bool simt) {
     d_lse.upload(lse);
     const size_t ws_bytes = attention_backward_cuda_workspace(s.B, s.T, s.NH);
     DevBuf<char> ws(ws_bytes);
+    const size_t ds_bytes = ds_store ? attention_backward_cuda_ds_bytes(s.B, s.T, s.NH) : 0;
+    DevBuf<char> ds(std::max<size_t>(ds_bytes, 1));
     std::vector<uint16_t> first[3];
     for (int rep = 0; rep < 2; ++rep) {
       d_dq.poison();
       d_dk.poison();
       d_dv.poison();
       ws.poison();
+      ds.poison();  // entries dq reads must all be written (or zero-filled) by the kernels
       attention_backward_cuda(d_dq.p, d_dk.p, d_dv.p, d_dout.p, d_q.p, d_k.p, d_v.p, d_out.p, d_lse.p, s.B, s.T, s.NH,
-                              s.NKV, s.D, ws.p, ws_bytes, stream);
+                              s.NKV, s.D, ws.p, ws_bytes, ds_store ? ds.p : nullptr, ds_bytes, stream);
       att_sync(stream);
       if (rep == 0) {
         first[0] = d_dq.download_bits();
@@ -502,6 +508,19 @@ void attention_backward_test(cudaStream_t stream, bool simt) {
     expect_close("dq", d_dq.download_f32(), ref_dq, kBf16Tol);
     expect_close("dk", d_dk.download_f32(), ref_dk, kBf16Tol);
     expect_close("dv", d_dv.download_f32(), ref_dv, kBf16Tol);
+    if (ds_store && !simt) {
+      // The store was used (written over its poison), and one element too small is ignored.
+      std::vector<uint8_t> h(ds_bytes);
+      GT_CUDA_OK(cudaMemcpy(h.data(), ds.p, ds_bytes, cudaMemcpyDeviceToHost));
+      EXPECT_LT(std::count(h.begin(), h.end(), uint8_t(0xFF)), int64_t(ds_bytes)) << "dS store not written";
+      ds.poison();
+      attention_backward_cuda(d_dq.p, d_dk.p, d_dv.p, d_dout.p, d_q.p, d_k.p, d_v.p, d_out.p, d_lse.p, s.B, s.T, s.NH,
+                              s.NKV, s.D, ws.p, ws_bytes, ds.p, ds_bytes - 2, stream);
+      att_sync(stream);
+      GT_CUDA_OK(cudaMemcpy(h.data(), ds.p, ds_bytes, cudaMemcpyDeviceToHost));
+      EXPECT_EQ(std::count(h.begin(), h.end(), uint8_t(0xFF)), int64_t(ds_bytes)) << "a too-small store was used";
+      expect_close("dq (store too small)", d_dq.download_f32(), ref_dq, kBf16Tol);
+    }
   }
 }
 
@@ -509,8 +528,9 @@ void attention_backward_test(cudaStream_t stream, bool simt) {
 
 TEST_F(GpuTest, AttentionForward) { attention_forward_test(stream, false); }
 TEST_F(GpuTest, AttentionForwardSimt) { attention_forward_test(stream, true); }
-TEST_F(GpuTest, AttentionBackwardDeterministic) { attention_backward_test(stream, false); }
-TEST_F(GpuTest, AttentionBackwardDeterministicSimt) { attention_backward_test(stream, true); }
+TEST_F(GpuTest, AttentionBackwardDeterministic) { attention_backward_test(stream, false, false); }
+TEST_F(GpuTest, AttentionBackwardDsStoreDeterministic) { attention_backward_test(stream, false, true); }
+TEST_F(GpuTest, AttentionBackwardDeterministicSimt) { attention_backward_test(stream, true, false); }
 
 TEST_F(GpuTest, AttentionRejectsUnsupportedHeadDim) {
   EXPECT_FALSE(attention_cuda_supports_head_dim(48));
@@ -959,9 +979,11 @@ TEST(GpuBackend, MatchesCpuBackendOpByOp) {
     bp.expect("attention lse", lse, kF32Tol);
     auto dout = bp.rand({B, T, NH, D});
     auto dq = bp.out({B, T, NH, D}), dk = bp.out({B, T, NKV, D}), dv = bp.out({B, T, NKV, D});
-    // Each side uses its own forward's out/lse (the GPU's out is bf16).
-    cpu.attention_backward(dq.c, dk.c, dv.c, dout.c, q.c, k.c, v.c, out.c, lse.c);
-    gpu.attention_backward(dq.g, dk.g, dv.g, dout.g, q.g, k.g, v.g, out.g, lse.g);
+    // Each side uses its own forward's out/lse (the GPU's out is bf16). The
+    // spare buffer is large enough for the dS store (the model lends its h).
+    auto spare = bp.out({int64_t(attention_backward_cuda_ds_bytes(B, T, NH) / 2)});
+    cpu.attention_backward(dq.c, dk.c, dv.c, dout.c, q.c, k.c, v.c, out.c, lse.c, spare.c);
+    gpu.attention_backward(dq.g, dk.g, dv.g, dout.g, q.g, k.g, v.g, out.g, lse.g, spare.g);
     bp.expect("attention dq", dq, 2e-2);
     bp.expect("attention dk", dk, 2e-2);
     bp.expect("attention dv", dv, kBf16Tol);

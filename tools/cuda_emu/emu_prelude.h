@@ -122,6 +122,52 @@ template <typename T> T __shfl_xor_sync(unsigned, T v, int o) {
   return r;
 }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+
+// cp.async (cuda/device_util.cuh's cp_async16/cp_async4, commit, wait): as on a
+// GPU, a copy lands in shared memory only at a wait that covers its group, so a
+// kernel that reads a tile before cp_async_wait (or, for another thread's
+// copies, before the __syncthreads after it) reads the block's NaN fill or the
+// previous tile. The source is read at issue (the kernels' sources are not
+// written while a launch runs). A thread that ends with copies pending aborts.
+#define GT_CUDA_EMU 1
+struct EmuCpAsyncCopy {
+  void* dst;
+  int bytes;
+  unsigned char data[16];
+};
+struct EmuCpAsyncQueue {
+  std::vector<EmuCpAsyncCopy> open;                    // issued since the last commit
+  std::vector<std::vector<EmuCpAsyncCopy>> committed;  // oldest first
+};
+inline thread_local EmuCpAsyncQueue emu_cp_queue;
+inline void emu_cp_async(void* smem, const void* gmem, int cp_bytes, int src_bytes) {
+  if (src_bytes < 0 || src_bytes > cp_bytes) { std::fprintf(stderr, "emu: cp.async src-size %d\n", src_bytes); std::abort(); }
+  if ((reinterpret_cast<uintptr_t>(smem) | (src_bytes ? reinterpret_cast<uintptr_t>(gmem) : 0)) % uintptr_t(cp_bytes)) {
+    std::fprintf(stderr, "emu: cp.async of %d bytes misaligned\n", cp_bytes);
+    std::abort();
+  }
+  EmuCpAsyncCopy c{smem, cp_bytes, {}};
+  if (src_bytes) std::memcpy(c.data, gmem, size_t(src_bytes));  // the rest stays zero (zero fill)
+  emu_cp_queue.open.push_back(c);
+}
+inline void emu_cp_async_commit() {
+  emu_cp_queue.committed.push_back(std::move(emu_cp_queue.open));
+  emu_cp_queue.open.clear();
+}
+// Lands every committed group but the `pending` most recent ones.
+inline void emu_cp_async_wait(int pending) {
+  auto& q = emu_cp_queue.committed;
+  const size_t land = q.size() > size_t(pending) ? q.size() - size_t(pending) : 0;
+  for (size_t g = 0; g < land; ++g)
+    for (const EmuCpAsyncCopy& c : q[g]) std::memcpy(c.dst, c.data, size_t(c.bytes));
+  q.erase(q.begin(), q.begin() + ptrdiff_t(land));
+}
+inline void emu_cp_async_check_drained() {
+  if (!emu_cp_queue.open.empty() || !emu_cp_queue.committed.empty()) {
+    std::fprintf(stderr, "emu: a thread ended with cp.async copies that no wait landed\n");
+    std::abort();
+  }
+}
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 
@@ -209,6 +255,7 @@ inline void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<v
       emu.block_bar = &bar;
       emu.warp = &warps[t / 32];
       f();
+      emu_cp_async_check_drained();
       bar.arrive_and_drop();
       emu.warp->bar->arrive_and_drop();
     };
