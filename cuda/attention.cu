@@ -442,6 +442,7 @@ constexpr int TK = 32;           // forward / dq: keys per step
 constexpr int UK = 64;           // dk/dv: keys per block (4 warps x 16)
 constexpr int UQ = 32;           // dk/dv: queries per step
 constexpr int SL = 36;           // row stride (floats) of a warp's fp32 score tile [16][32]
+constexpr float kSoftmaxSlack = 8.0f;  // forward: how far (natural log) a row's max may pass its reference max
 constexpr int PL = 40;           // row stride (bf16) of a warp's bf16 P / dS tile [16][32]
 static_assert(TK == 32 && UQ == 32, "row work: lane l owns row l/2, columns 16*(l%2)..+15");
 static_assert(TQ % TK == 0 && UK % UQ == 0, "the causal diagonal falls on step boundaries");
@@ -504,6 +505,29 @@ __device__ __forceinline__ void tc_load_tile_async(bf16* dst, const bf16* src, i
     const bool in = t0 + r < T;
     cp_async16(dst + r * LD + c, in ? src + int64_t(t0 + r) * row_stride + c : src, in ? 16 : 0);
   }
+}
+
+// The steps of an ST-stage (1 or 2) load pipeline: issue(s) copies step s's
+// tiles into stage s % ST as one committed cp.async group; groups are issued in
+// step order, step 0's before the loop. Begin: with 2 stages, issue step + 1
+// first (into the stage step - 1 read, free since that step's closing barrier),
+// then wait for step's group; the barrier after it: every thread's copies of
+// step have landed. End: the barrier after which step's stage may be
+// overwritten; with 1 stage, then issue step + 1.
+template <int ST, typename Issue>
+__device__ __forceinline__ void pipeline_step_begin(int step, int nsteps, Issue& issue) {
+  if (ST == 2 && step + 1 < nsteps) {
+    issue(step + 1);
+    cp_async_wait<1>();
+  } else {
+    cp_async_wait<0>();
+  }
+  __syncthreads();
+}
+template <int ST, typename Issue>
+__device__ __forceinline__ void pipeline_step_end(int step, int nsteps, Issue& issue) {
+  __syncthreads();
+  if (ST == 1 && step + 1 < nsteps) issue(step + 1);
 }
 
 // Writes the warp's 16 x D accumulator tiles acc[n] (rows row0 + r, columns
@@ -663,13 +687,7 @@ __global__ void __launch_bounds__(kTcThreads)
   if (ST == 1) issue(0);
 
   for (int step = 0; step < nsteps; ++step) {
-    if (ST == 2 && step + 1 < nsteps) {
-      issue(step + 1);  // into the stage the previous step read (free since its closing barrier)
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();  // this step's K, V have landed for every thread
+    pipeline_step_begin<ST>(step, nsteps, issue);  // this step's K, V have landed for every thread
     const int k0 = step * TK;
     const bf16* Ks = KV + (step % ST) * 2 * TK * LD;
     const bf16* Vs = Ks + TK * LD;
@@ -700,8 +718,14 @@ __global__ void __launch_bounds__(kTcThreads)
         mx = fmaxf(mx, s[c]);
       }
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      const float mn = fmaxf(m, mx);  // finite from the first step on (key 0 <= i)
-      const float corr = mn == -INFINITY ? 1.0f : expf(m - mn);
+      // The reference max moves only when the step's max exceeds it by more than
+      // kSoftmaxSlack (P <= e^slack: no overflow, and bf16 P keeps its relative
+      // precision); lse = m + log l holds for any m. Moving it on every new max made
+      // nearly every step rescale O through the staging tile (one of the warp's 16
+      // rows almost always sees a new max), as many shared-memory round trips as
+      // the step's tile products. m = -inf (no key yet): O and l are 0, nothing to rescale.
+      const float mn = mx > m + kSoftmaxSlack ? mx : m;  // finite from the first step on (key 0 <= i)
+      const float corr = m == -INFINITY || mn == m ? 1.0f : expf(m - mn);
       float ps = 0.0f;
 #pragma unroll
       for (int c = 0; c < 16; ++c) {
@@ -731,8 +755,7 @@ __global__ void __launch_bounds__(kTcThreads)
       // O += P V: P [16][TK] (bf16), V [TK][D]
       tc_acc_ab<D, TK>(of, Pw, Vs);
     }
-    __syncthreads();  // this step's stage is no longer read
-    if (ST == 1 && step + 1 < nsteps) issue(step + 1);
+    pipeline_step_end<ST>(step, nsteps, issue);
   }
 
   // out = O / l (bf16), lse = m + log(l)
@@ -894,13 +917,7 @@ __global__ void __launch_bounds__(kTcThreads)
   }
 
   for (int step = 0; step < nsteps; ++step) {
-    if (ST == 2 && step + 1 < nsteps) {
-      issue(step + 1);  // into the stage the previous step read (free since its closing barrier)
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();  // this step's Q, dO, L, Dvec (and at step 0 K, V) have landed for every thread
+    pipeline_step_begin<ST>(step, nsteps, issue);  // step's Q, dO, L, Dvec (at step 0 also K, V) have landed
     const int h = kvh * group + step / nq, q0 = k0 + (step % nq) * UQ;
     const bf16* Qs = QdO + (step % ST) * 2 * UQ * LD;
     const bf16* dOs = Qs + UQ * LD;
@@ -947,8 +964,7 @@ __global__ void __launch_bounds__(kTcThreads)
       tc_acc_ab<D, UQ>(dvf, PTw, dOs);
       tc_acc_ab<D, UQ>(dkf, dSTw, Qs);
     }
-    __syncthreads();  // this step's stage is no longer read
-    if (ST == 1 && step + 1 < nsteps) issue(step + 1);
+    pipeline_step_end<ST>(step, nsteps, issue);
   }
 
   const int64_t base = (int64_t(b) * T * NKV + kvh) * D;  // position 0 of the kv head
@@ -1015,20 +1031,14 @@ __global__ void __launch_bounds__(kTcThreads)
 
   issue(0);  // nsteps >= 1: q0 < T
   for (int step = 0; step < nsteps; ++step) {
-    if (step + 1 < nsteps) {
-      issue(step + 1);  // into the stage the previous step read (free since its closing barrier)
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();  // this step's tiles have landed for every thread
+    pipeline_step_begin<ST>(step, nsteps, issue);  // this step's tiles have landed for every thread
     const int k0 = step * TK;
     const bf16* Ks = stages + (step % ST) * stage_elems;
     const bf16* dSs = Ks + TK * LD;
     // dQ += dS K (unless fully masked, or padding rows: warp-uniform):
     // A[i][j] = dS(query row0 + i, key k0 + j) = dSᵀ tile [j][16 (warp % 2) + i]
     if (k0 <= row0 + 15 && row0 < T) tc_acc_atb<D, TK>(dqf, dSs + (warp / 2) * DST * PL + (warp % 2) * 16, PL, Ks);
-    __syncthreads();  // this step's stage is no longer read
+    pipeline_step_end<ST>(step, nsteps, issue);
   }
 
   tc_store_rows<D>(dq + (int64_t(b) * T * NH + h) * D, int64_t(NH) * D, dqf, Sw, row0, T, 1.0f, lane);

@@ -442,13 +442,19 @@ void att_sync(cudaStream_t stream) {
   GT_CUDA_OK(cudaGetLastError());
 }
 
-void attention_forward_test(cudaStream_t stream, bool simt) {
+// qk_std: q and k drawn with this deviation. At 1 the scaled scores are about
+// N(0, 1), so a row's max rarely moves by more than the tensor-core forward's
+// slack (kSoftmaxSlack) after the first key step; at 8 they are about
+// N(0, 4096): the max moves often and far (past exp's fp32 range, 88, so a
+// reference max that never moved would overflow), and the output goes
+// through the rescale path.
+void attention_forward_test(cudaStream_t stream, bool simt, float qk_std = 1.0f) {
   const AttPath path(simt);
   ASSERT_EQ(attention_cuda_simt(), simt);
   for (const auto& s : kAttShapes) {
     SCOPED_TRACE(tag(simt ? "SIMT: B T NH NKV D" : "tensor cores: B T NH NKV D", {s.B, s.T, s.NH, s.NKV, s.D}));
     const size_t nq = size_t(s.B) * s.T * s.NH * s.D, nkv = size_t(s.B) * s.T * s.NKV * s.D;
-    const auto q = randn_bf16(nq), k = randn_bf16(nkv), v = randn_bf16(nkv);
+    const auto q = randn_bf16(nq, qk_std), k = randn_bf16(nkv, qk_std), v = randn_bf16(nkv);
     std::vector<float> ref(nq), ref_lse(size_t(s.B) * s.NH * s.T);
     attention_forward_cpu(ref.data(), ref_lse.data(), q.data(), k.data(), v.data(), s.B, s.T, s.NH, s.NKV, s.D);
     Bf16Buf d_q(q), d_k(k), d_v(v), d_out(nq);
@@ -528,6 +534,7 @@ void attention_backward_test(cudaStream_t stream, bool simt, bool ds_store) {
 
 TEST_F(GpuTest, AttentionForward) { attention_forward_test(stream, false); }
 TEST_F(GpuTest, AttentionForwardSimt) { attention_forward_test(stream, true); }
+TEST_F(GpuTest, AttentionForwardLargeScores) { attention_forward_test(stream, false, 8.0f); }
 TEST_F(GpuTest, AttentionBackwardDeterministic) { attention_backward_test(stream, false, false); }
 TEST_F(GpuTest, AttentionBackwardDsStoreDeterministic) { attention_backward_test(stream, false, true); }
 TEST_F(GpuTest, AttentionBackwardDeterministicSimt) { attention_backward_test(stream, true, false); }
