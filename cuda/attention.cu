@@ -878,7 +878,7 @@ __global__ void __launch_bounds__(kTcThreads)
   // Pᵀ, dSᵀ [4 warps][16][PL] each: their own regions, or each warp's in its Sᵀ, dPᵀ tiles
   bf16* PTall = reinterpret_cast<bf16*>(dPTall + 4 * 16 * SL);
   bf16* dSTall = PTall + 4 * 16 * PL;
-  float* LD_all = reinterpret_cast<float*>(overlay ? PTall : dSTall + 4 * 16 * PL);  // per stage L, Dvec [UQ]
+  float* lse_dvec = reinterpret_cast<float*>(overlay ? PTall : dSTall + 4 * 16 * PL);  // per stage L, Dvec [UQ]
   const int kt = blockIdx.x;                                   // tile 0 sees the most queries: it starts first
   const int kvh = blockIdx.y, b = blockIdx.z, group = NH / NKV;
   const int k0 = kt * UK;
@@ -901,7 +901,7 @@ __global__ void __launch_bounds__(kTcThreads)
       const int c = threadIdx.x % UQ;
       const float* src = (threadIdx.x < UQ ? lse : Dvec) + (int64_t(b) * NH + h) * T;
       const bool in = q0 + c < T;
-      cp_async4(LD_all + (step % ST) * 2 * UQ + threadIdx.x, in ? src + q0 + c : src, in ? 4 : 0);
+      cp_async4(lse_dvec + (step % ST) * 2 * UQ + threadIdx.x, in ? src + q0 + c : src, in ? 4 : 0);
     }
     cp_async_commit();
   };
@@ -921,7 +921,7 @@ __global__ void __launch_bounds__(kTcThreads)
     const int h = kvh * group + step / nq, q0 = k0 + (step % nq) * UQ;
     const bf16* Qs = QdO + (step % ST) * 2 * UQ * LD;
     const bf16* dOs = Qs + UQ * LD;
-    const float* Ls = LD_all + (step % ST) * 2 * UQ;
+    const float* Ls = lse_dvec + (step % ST) * 2 * UQ;
     const float* Ds = Ls + UQ;
     if (q0 + UQ - 1 >= row0 && row0 < T) {  // else no query here sees a key of this warp (warp-uniform)
       // Sᵀ = K Qᵀ, then dPᵀ = V dOᵀ  [16 keys][UQ queries], one after the other

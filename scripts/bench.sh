@@ -13,8 +13,9 @@
 #      what computing dq from the stored dS (5 attention tile products instead of 7) buys
 #      at head dim 128. (Session 8 measured the SIMT attention fallback here: tensor cores
 #      +27% on llama1b; GALORE_ATTENTION_SIMT=1 still selects it.)
-#   6. run 1 forming every weight gradient (optimizer.galore.factored_projection=false):
-#      what projecting from the factors (dY, X) buys
+#   (Session 8 also ran llama1b forming every weight gradient,
+#   optimizer.galore.factored_projection=false: factored projection +16%; dropped
+#   in session 11 to leave run 5 the time.)
 # Runs 1 and 2 also time one more step's GEMMs by shape (galore-bench
 # --gemm-report 8: time in the step, and each shape alone with the algorithm in
 # use and the best of cuBLASLt's first 8 candidates) and one more step's model
@@ -73,10 +74,6 @@ STEPS=4 WARMUP=2 bench llama7b-r1024-recompute-autotune configs/llama7b.json "${
 #    recomputes S, dP and the probabilities (the default path is run 2).
 GALORE_ATTENTION_DS=0 OP_REPORT=1 STEPS=4 WARMUP=2 bench llama7b-r1024-recompute-no-ds-store configs/llama7b.json \
   "${COMMON[@]}" optimizer.galore.rank=1024 training.recompute=true
-
-# 6. llama1b forming G (the path of refresh steps) at every step.
-STEPS=4 WARMUP=2 bench llama1b-r512-formed-G configs/llama1b.json "${COMMON[@]}" optimizer.galore.rank=512 \
-  optimizer.galore.factored_projection=false
 
 echo "=== --estimate-memory, llama7b on a 24 GB card (22.35 GiB)"
 for mb in 1 4 16; do
