@@ -503,7 +503,7 @@ __device__ __forceinline__ void tc_load_tile_async(bf16* dst, const bf16* src, i
   for (int e = threadIdx.x; e < ROWS * CH; e += kTcThreads) {
     const int r = e / CH, c = (e % CH) * 8;
     const bool in = t0 + r < T;
-    cp_async16(dst + r * LD + c, in ? src + int64_t(t0 + r) * row_stride + c : src, in ? 16 : 0);
+    cp_async<16>(dst + r * LD + c, in ? src + int64_t(t0 + r) * row_stride + c : src, in ? 16 : 0);
   }
 }
 
@@ -901,7 +901,7 @@ __global__ void __launch_bounds__(kTcThreads)
       const int c = threadIdx.x % UQ;
       const float* src = (threadIdx.x < UQ ? lse : Dvec) + (int64_t(b) * NH + h) * T;
       const bool in = q0 + c < T;
-      cp_async4(lse_dvec + (step % ST) * 2 * UQ + threadIdx.x, in ? src + q0 + c : src, in ? 4 : 0);
+      cp_async<4>(lse_dvec + (step % ST) * 2 * UQ + threadIdx.x, in ? src + q0 + c : src, in ? 4 : 0);
     }
     cp_async_commit();
   };
@@ -1021,7 +1021,7 @@ __global__ void __launch_bounds__(kTcThreads)
       const int qtile = q0 / DST + half;
       if (qtile * DST >= T || kt > qtile) continue;
       const bf16* src = ds_store + ds_tile_offset(b, h, NH, T, qtile, kt) + row * DST + c;
-      cp_async16(dSs + (half * DST + row) * PL + c, src, k0 + row < T ? 16 : 0);
+      cp_async<16>(dSs + (half * DST + row) * PL + c, src, k0 + row < T ? 16 : 0);
     }
     cp_async_commit();
   };

@@ -48,57 +48,46 @@ __device__ __forceinline__ T block_sum(T v, T* shared) {
 }
 
 // Asynchronous global -> shared copies (cp.async, sm_80+: RTX 4090 and H100
-// alike): cp_async16 / cp_async4 copy src_bytes (0 .. 16 / 4) of gmem to smem
-// and zero-fill the rest; src_bytes 0 reads nothing (gmem may then be any
-// pointer). Copies issued since the last cp_async_commit() form a group;
-// cp_async_wait<N>() waits until at most N committed groups are pending. Other
-// threads' copies are visible after the __syncthreads that follows their wait.
-// smem and gmem must be aligned to the copy size. Builds for < sm_80 (never
-// running the kernels that use these) copy synchronously; the emulator
-// (tools/cuda_emu, GT_CUDA_EMU) defers each copy to the wait that covers it.
+// alike): cp_async<BYTES>(smem, gmem, src_bytes), BYTES 16 (cached in L2 only)
+// or 4, copies src_bytes (0 .. BYTES) of gmem to smem and zero-fills the rest;
+// src_bytes 0 reads nothing (gmem may then be any pointer). Copies issued since
+// the last cp_async_commit() form a group; cp_async_wait<N>() waits until at
+// most N committed groups are pending. Other threads' copies are visible after
+// the __syncthreads that follows their wait. smem and gmem must be aligned to
+// BYTES. Builds for < sm_80 (never running the kernels that use these) copy
+// synchronously; the emulator (tools/cuda_emu, GT_CUDA_EMU) defers each copy
+// to the wait that covers it.
+template <int BYTES>
+__device__ __forceinline__ void cp_async(void* smem, const void* gmem, int src_bytes) {
+  static_assert(BYTES == 16 || BYTES == 4, "cp.async sizes used here: 16 (.cg) and 4 (.ca)");
 #if defined(GT_CUDA_EMU)
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
-  emu_cp_async(smem, gmem, 16, src_bytes);
-}
-__device__ __forceinline__ void cp_async4(void* smem, const void* gmem, int src_bytes) {
-  emu_cp_async(smem, gmem, 4, src_bytes);
-}
-__device__ __forceinline__ void cp_async_commit() { emu_cp_async_commit(); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  emu_cp_async_wait(N);
-}
-#else
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  emu_cp_async(smem, gmem, BYTES, src_bytes);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes) : "memory");
+  if constexpr (BYTES == 16)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes) : "memory");
+  else
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes) : "memory");
 #else
   unsigned char* d = static_cast<unsigned char*>(smem);
-  for (int i = 0; i < 16; ++i) d[i] = i < src_bytes ? static_cast<const unsigned char*>(gmem)[i] : 0;
-#endif
-}
-__device__ __forceinline__ void cp_async4(void* smem, const void* gmem, int src_bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes) : "memory");
-#else
-  unsigned char* d = static_cast<unsigned char*>(smem);
-  for (int i = 0; i < 4; ++i) d[i] = i < src_bytes ? static_cast<const unsigned char*>(gmem)[i] : 0;
+  for (int i = 0; i < BYTES; ++i) d[i] = i < src_bytes ? static_cast<const unsigned char*>(gmem)[i] : 0;
 #endif
 }
 __device__ __forceinline__ void cp_async_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(GT_CUDA_EMU)
+  emu_cp_async_commit();
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.commit_group;\n" ::: "memory");
 #endif
 }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(GT_CUDA_EMU)
+  emu_cp_async_wait(N);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 #endif
 }
-#endif  // GT_CUDA_EMU
 
 // 8 bf16 <-> 8 floats through one 16-byte access (p must be 16-byte aligned).
 __device__ __forceinline__ void load_bf16x8(const bf16* p, float* f) {

@@ -123,7 +123,7 @@ template <typename T> T __shfl_xor_sync(unsigned, T v, int o) {
 }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 
-// cp.async (cuda/device_util.cuh's cp_async16/cp_async4, commit, wait): as on a
+// cp.async (cuda/device_util.cuh's cp_async<16 or 4>, commit, wait): as on a
 // GPU, a copy lands in shared memory only at a wait that covers its group, so a
 // kernel that reads a tile before cp_async_wait (or, for another thread's
 // copies, before the __syncthreads after it) reads the block's NaN fill or the
