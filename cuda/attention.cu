@@ -481,22 +481,9 @@ struct TcGeom {
 };
 
 // dst[r*(D+8) + d] = src[(t0 + r) * row_stride + d] for the ROWS tile rows r
-// (bf16, 16-byte copies), zero where t0 + r >= T. src points at position 0 of
-// one head and is 16-byte aligned (checked by the launcher), D % 8 == 0.
-template <int D, int ROWS>
-__device__ __forceinline__ void tc_load_tile(bf16* dst, const bf16* src, int64_t row_stride, int t0, int T) {
-  constexpr int LD = D + 8, CH = D / 8;  // 16-byte chunks per row
-  for (int e = threadIdx.x; e < ROWS * CH; e += kTcThreads) {
-    const int r = e / CH, c = (e % CH) * 8;
-    const int t = t0 + r;
-    uint4 val = make_uint4(0u, 0u, 0u, 0u);
-    if (t < T) val = *reinterpret_cast<const uint4*>(src + int64_t(t) * row_stride + c);
-    *reinterpret_cast<uint4*>(dst + r * LD + c) = val;
-  }
-}
-
-// tc_load_tile with cp.async: lands at the cp_async_wait that covers its group
-// (rows t0 + r >= T are zero-filled, reading nothing).
+// (bf16, 16-byte cp.async copies: they land at the cp_async_wait that covers
+// their group), zero where t0 + r >= T (nothing read). src points at position
+// 0 of one head and is 16-byte aligned (checked by the launcher), D % 8 == 0.
 template <int D, int ROWS>
 __device__ __forceinline__ void tc_load_tile_async(bf16* dst, const bf16* src, int64_t row_stride, int t0, int T) {
   constexpr int LD = D + 8, CH = D / 8;  // 16-byte chunks per row
@@ -802,8 +789,9 @@ __global__ void __launch_bounds__(kTcThreads)
   const bf16* kb = k + (int64_t(b) * T * NKV + kvh) * D;
   const bf16* vb = v + (int64_t(b) * T * NKV + kvh) * D;
 
-  tc_load_tile<D, TQ>(Qs, q + (int64_t(b) * T * NH + h) * D, int64_t(NH) * D, q0, T);
-  tc_load_tile<D, TQ>(dOs, dout + (int64_t(b) * T * NH + h) * D, int64_t(NH) * D, q0, T);
+  tc_load_tile_async<D, TQ>(Qs, q + (int64_t(b) * T * NH + h) * D, int64_t(NH) * D, q0, T);
+  tc_load_tile_async<D, TQ>(dOs, dout + (int64_t(b) * T * NH + h) * D, int64_t(NH) * D, q0, T);
+  cp_async_commit();  // waited for with the first K, V
   if (threadIdx.x < TQ) {
     const int t = q0 + threadIdx.x;
     Ls[threadIdx.x] = t < T ? lse[(int64_t(b) * NH + h) * T + t] : 0.0f;
@@ -816,8 +804,10 @@ __global__ void __launch_bounds__(kTcThreads)
   const int kend = min(T, q0 + TQ);
   for (int k0 = 0; k0 < kend; k0 += TK) {
     __syncthreads();  // the previous K,V are no longer read (and Q, dO, L, Dvec are loaded)
-    tc_load_tile<D, TK>(Ks, kb, int64_t(NKV) * D, k0, T);
-    tc_load_tile<D, TK>(Vs, vb, int64_t(NKV) * D, k0, T);
+    tc_load_tile_async<D, TK>(Ks, kb, int64_t(NKV) * D, k0, T);
+    tc_load_tile_async<D, TK>(Vs, vb, int64_t(NKV) * D, k0, T);
+    cp_async_commit();
+    cp_async_wait<0>();  // one stage: load, then compute (this kernel runs only without the dS store)
     __syncthreads();
     if (k0 > row0 + 15) continue;  // fully masked for this warp (warp-uniform)
 
