@@ -23,8 +23,9 @@
 //             accumulator fragments. With a dS store lent by the caller it
 //             also writes dSᵀ there, and dq is then dQ += dS K alone
 //             (attention_backward_dq_from_ds_tc_kernel; 5 products, not 7).
-//   Per-step tiles load with cp.async into two stages (the next step's while
-//   a step computes; dk/dv at D >= 96 only, see TcGeom).
+//   Per-step tiles load with cp.async, into two stages (the next step's while
+//   a step computes) in the forward, the dq from the dS store and dk/dv at
+//   D >= 96 (TcGeom), into one in dk/dv at D <= 64 and the recompute dq.
 //   Shared memory (bytes) per D = 16/32/64/96/128:
 //     forward 20480/24576/32768/40960/49152, dq 28160/34304/46592/64000/76288,
 //     dk/dv 27904/34048/46336/82432/98816, dq from the dS store
@@ -465,9 +466,9 @@ struct TcGeom {
   // while step s computes; 1 = load, then compute). The forward and the dq from
   // the dS store always take 2; dk/dv only at D >= 96, where an RTX 4090 SM holds
   // one block either way (at D = 64 a second stage would cost its second block).
-  static constexpr int fwd_stages = 2;
+  static constexpr int fwd_stages = 2;  // the forward's prologue stages Q in stage 1 while step 0 loads
   static constexpr int dkdv_stages = D >= 96 ? 2 : 1;
-  // Per stage K,V [TK][LD] each (before the loop the last stage's hold the Q tile [TQ][LD]), S, P
+  // Per stage K,V [TK][LD] each (before the loop stage 1's hold the Q tile [TQ][LD]), S, P
   static constexpr size_t fwd_smem = fwd_stages * 2 * tile(TK) + S4 + P4;
   // Q, dO [TQ][LD], K, V [TK][LD], S, dP, dS (unless overlaid), L, Dvec [TQ]
   static constexpr size_t dq_smem = 2 * tile(TQ) + 2 * tile(TK) + 2 * S4 + P4_bwd + 2 * TQ * sizeof(float);
@@ -631,7 +632,7 @@ __global__ void __launch_bounds__(kTcThreads)
 #else
   constexpr int LD = TcGeom<D>::LD, ND = D / 16, ST = TcGeom<D>::fwd_stages;
   extern __shared__ __align__(128) float4 smem4[];  // WMMA tiles need 32-byte alignment
-  bf16* KV = reinterpret_cast<bf16*>(smem4);               // per stage K, V [TK][LD]; the last stage's: Q first
+  bf16* KV = reinterpret_cast<bf16*>(smem4);               // per stage K, V [TK][LD]; stage 1's: Q first
   float* Sw = reinterpret_cast<float*>(KV + ST * 2 * TK * LD);  // this warp's S / staging tile [16][SL] (set below)
   bf16* Pw = reinterpret_cast<bf16*>(Sw + 4 * 16 * SL);    // this warp's P [16][PL] (set below)
   const int qt = gridDim.x - 1 - blockIdx.x;               // longest (last) query tiles first
@@ -653,25 +654,21 @@ __global__ void __launch_bounds__(kTcThreads)
     cp_async_commit();
   };
 
-  tc_load_tile_async<D, TQ>(KV + (ST - 1) * 2 * TK * LD, q + (int64_t(b) * T * NH + h) * D, int64_t(NH) * D, q0, T);
+  static_assert(ST == 2, "Q is staged in stage 1 while step 0 loads into stage 0");
+  tc_load_tile_async<D, TQ>(KV + 2 * TK * LD, q + (int64_t(b) * T * NH + h) * D, int64_t(NH) * D, q0, T);
   cp_async_commit();
-  if (ST == 2) {
-    issue(0);  // into stage 0 while Q lands in stage 1
-    cp_async_wait<1>();
-  } else {
-    cp_async_wait<0>();
-  }
+  issue(0);
+  cp_async_wait<1>();  // Q has landed
   __syncthreads();
   FragA qf[ND];  // Q rows row0..row0+15, dims 16kk..16kk+15
 #pragma unroll
   for (int kk = 0; kk < ND; ++kk)
-    wmma::load_matrix_sync(qf[kk], KV + (ST - 1) * 2 * TK * LD + warp * 16 * LD + kk * 16, LD);
+    wmma::load_matrix_sync(qf[kk], KV + 2 * TK * LD + warp * 16 * LD + kk * 16, LD);
   FragC of[ND];  // O rows row0..row0+15, dims 16n..16n+15 (unnormalized)
 #pragma unroll
   for (int n = 0; n < ND; ++n) wmma::fill_fragment(of[n], 0.0f);
   float m = -INFINITY, l = 0.0f;  // row i's running max and sum (same in both lanes of the row)
-  __syncthreads();  // the Q tile is no longer read: its stage may load
-  if (ST == 1) issue(0);
+  __syncthreads();  // the Q tile is no longer read: step 1 may load into its stage
 
   for (int step = 0; step < nsteps; ++step) {
     pipeline_step_begin<ST>(step, nsteps, issue);  // this step's K, V have landed for every thread
@@ -1213,12 +1210,12 @@ bool attention_cuda_ds_store_enabled() {
   return on;
 }
 
-void attention_backward_cuda(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* q, const bf16* k,
+bool attention_backward_cuda(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* q, const bf16* k,
                              const bf16* v, const bf16* out, const float* lse, int B, int T, int NH, int NKV, int D,
                              void* workspace, size_t workspace_bytes, void* ds_store, size_t ds_store_bytes,
                              cudaStream_t stream) {
   check_dims(B, T, NH, NKV, D);
-  if (B <= 0 || T <= 0 || NH <= 0) return;
+  if (B <= 0 || T <= 0 || NH <= 0) return false;
   GT_ASSERT(workspace_bytes >= attention_backward_cuda_workspace(B, T, NH));
   float* Dvec = static_cast<float*>(workspace);  // [B,NH,T]
   const int64_t rows = int64_t(B) * T * NH;
@@ -1237,6 +1234,7 @@ void attention_backward_cuda(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, con
     else
       backward_launch<HD, false>(dq, dk, dv, nullptr, dout, q, k, v, lse, Dvec, B, T, NH, NKV, stream);
   });
+  return ds != nullptr;
 }
 
 }  // namespace gt

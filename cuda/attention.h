@@ -46,8 +46,8 @@ bool attention_cuda_ds_store_enabled();
 // one block per (b, head, query tile) looping over keys; no atomics.
 // ds_store: null, or ds_store_bytes of device memory the call may overwrite;
 // used (tensor-core path) when it holds attention_backward_cuda_ds_bytes and is
-// 16-byte aligned, else ignored.
-void attention_backward_cuda(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv, const __nv_bfloat16* dout,
+// 16-byte aligned, else ignored. Returns whether the store was used.
+bool attention_backward_cuda(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv, const __nv_bfloat16* dout,
                              const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
                              const __nv_bfloat16* out, const float* lse, int B, int T, int NH, int NKV, int D,
                              void* workspace, size_t workspace_bytes, void* ds_store, size_t ds_store_bytes,

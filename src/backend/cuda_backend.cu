@@ -279,18 +279,20 @@ class CudaBackend final : public Backend {
     const size_t ws_bytes = attention_backward_cuda_workspace(B, T, NH);
     void* ws = scratch(ws_bytes);
     if (spare.data && spare.device != Device::CUDA) fail("attention backward: the spare buffer must be on the device");
+    const size_t spare_bytes = spare.data ? spare.nbytes() : 0;
+    const bool used = attention_backward_cuda(bf(dq, "dq"), bf(dk, "dk"), bf(dv, "dv"), bf(dout, "attention dout"),
+                                              bf(q, "q"), bf(k, "k"), bf(v, "v"), bf(out, "attention out"),
+                                              f32(lse, "lse"), B, T, NH, NKV, D, ws, ws_bytes, spare.data, spare_bytes,
+                                              stream_);
     const size_t ds_bytes = attention_backward_cuda_ds_bytes(B, T, NH);
-    if (spare.data && spare.nbytes() < ds_bytes && !attention_cuda_simt() && attention_cuda_ds_store_enabled()) {
+    if (!used && spare_bytes && spare_bytes < ds_bytes) {
       static std::atomic<bool> told{false};  // once per process: the shapes repeat every layer and step
       if (!told.exchange(true))
         std::fprintf(stderr,
                      "note: attention backward: the dS store (%.1f MiB at B=%d, T=%d, %d heads) does not fit the "
                      "model's spare buffer (%.1f MiB); dq recomputes the scores instead (slower; docs/CUDA.md)\n",
-                     double(ds_bytes) / (1 << 20), B, T, NH, double(spare.nbytes()) / (1 << 20));
+                     double(ds_bytes) / (1 << 20), B, T, NH, double(spare_bytes) / (1 << 20));
     }
-    attention_backward_cuda(bf(dq, "dq"), bf(dk, "dk"), bf(dv, "dv"), bf(dout, "attention dout"), bf(q, "q"),
-                            bf(k, "k"), bf(v, "v"), bf(out, "attention out"), f32(lse, "lse"), B, T, NH, NKV, D, ws,
-                            ws_bytes, spare.data, spare.data ? spare.nbytes() : 0, stream_);
   }
   void swiglu_forward(const Tensor& out, const Tensor& gate, const Tensor& up) override {
     swiglu_forward_cuda(bf(out, "swiglu out"), bf(gate, "gate"), bf(up, "up"), out.numel(), stream_);

@@ -498,8 +498,10 @@ void attention_backward_test(cudaStream_t stream, bool simt, bool ds_store) {
       d_dv.poison();
       ws.poison();
       ds.poison();  // entries dq reads must all be written (or zero-filled) by the kernels
-      attention_backward_cuda(d_dq.p, d_dk.p, d_dv.p, d_dout.p, d_q.p, d_k.p, d_v.p, d_out.p, d_lse.p, s.B, s.T, s.NH,
-                              s.NKV, s.D, ws.p, ws_bytes, ds_store ? ds.p : nullptr, ds_bytes, stream);
+      const bool used = attention_backward_cuda(d_dq.p, d_dk.p, d_dv.p, d_dout.p, d_q.p, d_k.p, d_v.p, d_out.p, d_lse.p,
+                                                s.B, s.T, s.NH, s.NKV, s.D, ws.p, ws_bytes, ds_store ? ds.p : nullptr,
+                                                ds_bytes, stream);
+      EXPECT_EQ(used, ds_store && !simt) << "the dS store is used exactly when lent on the tensor-core path";
       att_sync(stream);
       if (rep == 0) {
         first[0] = d_dq.download_bits();
@@ -520,8 +522,8 @@ void attention_backward_test(cudaStream_t stream, bool simt, bool ds_store) {
       GT_CUDA_OK(cudaMemcpy(h.data(), ds.p, ds_bytes, cudaMemcpyDeviceToHost));
       EXPECT_LT(std::count(h.begin(), h.end(), uint8_t(0xFF)), int64_t(ds_bytes)) << "dS store not written";
       ds.poison();
-      attention_backward_cuda(d_dq.p, d_dk.p, d_dv.p, d_dout.p, d_q.p, d_k.p, d_v.p, d_out.p, d_lse.p, s.B, s.T, s.NH,
-                              s.NKV, s.D, ws.p, ws_bytes, ds.p, ds_bytes - 2, stream);
+      EXPECT_FALSE(attention_backward_cuda(d_dq.p, d_dk.p, d_dv.p, d_dout.p, d_q.p, d_k.p, d_v.p, d_out.p, d_lse.p, s.B,
+                                           s.T, s.NH, s.NKV, s.D, ws.p, ws_bytes, ds.p, ds_bytes - 2, stream));
       att_sync(stream);
       GT_CUDA_OK(cudaMemcpy(h.data(), ds.p, ds_bytes, cudaMemcpyDeviceToHost));
       EXPECT_EQ(std::count(h.begin(), h.end(), uint8_t(0xFF)), int64_t(ds_bytes)) << "a too-small store was used";
